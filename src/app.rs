@@ -1,0 +1,184 @@
+//! The server as a value: [`App::build`] connects, migrates when it owns the
+//! set-up, starts the listener and binds the port; [`App::run_until_stopped`]
+//! serves until the shutdown future completes. Tests bind 127.0.0.1:0 and run
+//! the real thing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::database::{self, DatabaseError};
+use crate::hub::Hub;
+use crate::listener::{self, ListenerConfig, ListenerError, ListenerStats};
+use crate::{api, ws};
+
+/// What request handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pool: PgPool,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) listener_ready: watch::Receiver<bool>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be reached or prepared.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    /// The listener could not start.
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+    /// The port could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A built, bound, not yet serving paywatch.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    stats: Arc<ListenerStats>,
+}
+
+impl App {
+    /// Connects to the database, starts the listener and binds
+    /// `config.listen` (port 0 picks a free port).
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let located = database::locate(&config.database).await?;
+        tracing::info!(database = %database::redacted(&located.options), "connecting");
+        let pool = database::connect(&located.options, config.database.db_max_connections).await?;
+        if located.zero_config {
+            database::migrate(&pool).await?;
+        } else {
+            database::check_schema(&pool).await?;
+        }
+        let listen_pool = database::connect_listener(&located.options).await?;
+
+        let hub = Hub::new(config.ws_queue);
+        let stats = Arc::new(ListenerStats::default());
+        let (ready_tx, listener_ready) = watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        listener::start(
+            listener::Listener {
+                pool: pool.clone(),
+                listen_pool,
+                hub: Arc::clone(&hub),
+                stats: Arc::clone(&stats),
+                ready: ready_tx,
+                config: ListenerConfig {
+                    sweep_interval: config.sweep_interval(),
+                },
+            },
+            &tasks,
+            shutdown.clone(),
+        )
+        .await?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Bind(config.listen, e))?;
+        Ok(App {
+            listener,
+            state: AppState {
+                pool,
+                hub,
+                config: Arc::new(config),
+                listener_ready,
+                shutdown,
+                tasks,
+            },
+            stats,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TcpListener always has a local address.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.listen)
+    }
+
+    /// The listener's counters.
+    pub fn listener_stats(&self) -> Arc<ListenerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The room registry.
+    pub fn hub(&self) -> Arc<Hub> {
+        Arc::clone(&self.state.hub)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes every
+    /// WebSocket with 1001, and waits (at most the configured grace period)
+    /// for every task to finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        let token = state.shutdown.clone();
+        let tasks = state.tasks.clone();
+        let grace = state.config.shutdown_timeout();
+        let router = router(state);
+        let stop = token.clone();
+        tracing::info!(address = %self.listener.local_addr()?, "serving");
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = stop.cancelled() => {}
+                }
+                tracing::info!("shutting down");
+                stop.cancel();
+            })
+            .await?;
+        token.cancel();
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "some tasks did not finish within the shutdown grace period"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/api/invoices", axum::routing::post(api::create_invoice))
+        .route("/api/invoices/{id}", get(api::get_invoice))
+        .route("/ws/jpp/invoice/{id}", get(ws::invoice_room))
+        .route("/ws/jpp/invoice/{id}/", get(ws::invoice_room))
+        .route("/ws/watch/address/{address}", get(ws::address_room))
+        .route("/ws/watch/address/{address}/", get(ws::address_room))
+        .route(
+            "/ws/watch/address/{address}/{token_id}",
+            get(ws::address_token_room),
+        )
+        .route(
+            "/ws/watch/address/{address}/{token_id}/",
+            get(ws::address_token_room),
+        )
+        .route("/ws/watch/bch/{address}", get(ws::address_room))
+        .route("/ws/watch/bch/{address}/", get(ws::address_room))
+        .fallback(api::not_found)
+        .with_state(state)
+}

@@ -1,0 +1,98 @@
+//! Settings, from the command line, the environment or `.env`. Every setting
+//! here is listed with its default in `.env.example` and the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL. Unset: postgres://postgres@127.0.0.1:5432/paywatch,
+    /// created and migrated if missing, or a private cluster under
+    /// PAYWATCH_DATA_DIR when no server answers there.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Folder for the private PostgreSQL cluster (zero-config only).
+    #[arg(long, env = "PAYWATCH_DATA_DIR", default_value = ".paywatch")]
+    pub data_dir: PathBuf,
+
+    /// Port of the private PostgreSQL cluster (zero-config only).
+    #[arg(long, env = "PAYWATCH_PRIVATE_PG_PORT", default_value_t = 54329)]
+    pub private_pg_port: u16,
+
+    /// Most connections in the query pool (snapshots, reloads, API). The
+    /// listener holds one more of its own.
+    #[arg(long, env = "PAYWATCH_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+/// Settings of `paywatch serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Database settings.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Address and port to serve HTTP and WebSockets on.
+    #[arg(long, env = "PAYWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Bearer token for POST /api/invoices. Unset: invoice creation over HTTP
+    /// is disabled (403).
+    #[arg(long, env = "PAYWATCH_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Largest message a WebSocket client may send, in bytes (larger: close 1009).
+    #[arg(long, env = "PAYWATCH_WS_MAX_MESSAGE_BYTES", default_value_t = 1024)]
+    pub ws_max_message_bytes: usize,
+
+    /// Events queued per connection before a client that does not read is
+    /// closed with 4000.
+    #[arg(long, env = "PAYWATCH_WS_QUEUE", default_value_t = 256)]
+    pub ws_queue: usize,
+
+    /// Seconds between pings; a peer silent for a whole interval is dropped.
+    #[arg(long, env = "PAYWATCH_WS_PING_INTERVAL_S", default_value_t = 30)]
+    pub ws_ping_interval_s: u64,
+
+    /// Seconds a single frame write may take before the peer is dropped.
+    #[arg(long, env = "PAYWATCH_WS_WRITE_TIMEOUT_S", default_value_t = 10)]
+    pub ws_write_timeout_s: u64,
+
+    /// Most recent payments in an address room's snapshot.
+    #[arg(long, env = "PAYWATCH_ADDRESS_SNAPSHOT_LIMIT", default_value_t = 100)]
+    pub address_snapshot_limit: i64,
+
+    /// Milliseconds between safety sweeps that deliver payments whose
+    /// notification was lost.
+    #[arg(long, env = "PAYWATCH_SWEEP_INTERVAL_MS", default_value_t = 5000)]
+    pub sweep_interval_ms: u64,
+
+    /// Seconds to wait for connections to close on shutdown.
+    #[arg(long, env = "PAYWATCH_SHUTDOWN_TIMEOUT_S", default_value_t = 10)]
+    pub shutdown_timeout_s: u64,
+}
+
+impl Config {
+    /// The ping interval.
+    pub fn ws_ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ws_ping_interval_s.max(1))
+    }
+
+    /// The write timeout.
+    pub fn ws_write_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_write_timeout_s.max(1))
+    }
+
+    /// The sweep interval.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_interval_ms.max(10))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_s)
+    }
+}

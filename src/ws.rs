@@ -1,0 +1,223 @@
+//! The read-only WebSocket endpoints: invoice rooms and address rooms.
+//!
+//! This module never publishes. It joins a connection to its room, sends the
+//! snapshot, then forwards the [`TrustedEvent`]s the hub queues for it. The
+//! client's data frames are read (so that pings are answered and the socket is
+//! drained) and discarded unparsed: there is no path from a client frame to a
+//! room, and [`crate::hub::Hub::publish`] only accepts events that
+//! [`crate::event::reload`] built from database rows.
+//!
+//! Close codes: 1000 normal, 1001 server shutting down, 1009 client message
+//! too big, 1011 server error (snapshot failed), 4000 client too slow (its
+//! queue filled up; reconnect to resync).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use tracing::Instrument;
+
+use crate::address::CashAddr;
+use crate::api::{ApiError, parse_invoice_id};
+use crate::app::AppState;
+use crate::event::TrustedEvent;
+use crate::ids::TokenId;
+use crate::invoice;
+use crate::rooms::Room;
+use crate::snapshot;
+
+/// Close code: the server is going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: a client message was larger than the limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: the server could not serve the connection.
+pub const CLOSE_INTERNAL: u16 = 1011;
+/// Close code: the client did not read fast enough and its queue filled up.
+pub const CLOSE_TOO_SLOW: u16 = 4000;
+
+/// `/ws/jpp/invoice/{id}/`: one invoice's payments.
+pub async fn invoice_room(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_invoice_id(&id)?;
+    if !invoice::exists(&state.pool, id).await? {
+        return Err(ApiError::invoice_not_found(id));
+    }
+    accept(state, Room::Invoice(id), upgrade)
+}
+
+/// `/ws/watch/address/{address}/` and its legacy alias `/ws/watch/bch/{address}/`:
+/// every payment to one address.
+pub async fn address_room(
+    State(state): State<AppState>,
+    Path(address): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let address = parse_address(&address)?;
+    accept(state, Room::Address(address), upgrade)
+}
+
+/// `/ws/watch/address/{address}/{token_id}/`: one token's payments to one address.
+pub async fn address_token_room(
+    State(state): State<AppState>,
+    Path((address, token)): Path<(String, String)>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let address = parse_address(&address)?;
+    let token = TokenId::parse(&token)
+        .map_err(|e| ApiError::bad_request("invalid_token_id", e.to_string()))?;
+    accept(state, Room::AddressToken(address, token), upgrade)
+}
+
+fn parse_address(text: &str) -> Result<CashAddr, ApiError> {
+    CashAddr::parse(text).map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))
+}
+
+/// The room is valid: upgrade, with the read side kept small, since nothing
+/// a client says is ever used.
+fn accept(
+    state: AppState,
+    room: Room,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable("the server is shutting down"));
+    }
+    let max = state.config.ws_max_message_bytes;
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let tasks = state.tasks.clone();
+            tasks.track_future(serve(socket, room, state))
+        }))
+}
+
+enum Ending {
+    ClientLeft,
+    Close(u16, &'static str),
+    Drop(&'static str),
+}
+
+/// One connection, from join to close.
+async fn serve(socket: WebSocket, room: Room, state: AppState) {
+    let span = tracing::info_span!("ws", %room);
+    let ending = run(socket, &room, &state).instrument(span.clone()).await;
+    let _entered = span.enter();
+    match ending {
+        Ending::ClientLeft => tracing::debug!("client left"),
+        Ending::Close(code, reason) => tracing::debug!(code, reason, "closed connection"),
+        Ending::Drop(reason) => tracing::debug!(reason, "dropped connection"),
+    }
+}
+
+async fn run(socket: WebSocket, room: &Room, state: &AppState) -> Ending {
+    let config = &state.config;
+    let (mut sink, mut stream) = socket.split();
+    // Join before reading the snapshot: a payment committed after the
+    // snapshot's read is then certain to be queued here, and one that is in
+    // both is recognised by id below and sent once.
+    let mut subscription = state.hub.subscribe(room.clone());
+    let snapshot = match snapshot::load(&state.pool, room, config.address_snapshot_limit).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return close(&mut sink, CLOSE_INTERNAL, "invoice no longer exists").await,
+        Err(error) => {
+            tracing::error!(%error, %room, "snapshot query failed");
+            return close(&mut sink, CLOSE_INTERNAL, "snapshot failed").await;
+        }
+    };
+    let in_snapshot: HashSet<i64> = snapshot.payment_ids;
+    let write_timeout = config.ws_write_timeout();
+    if !send(&mut sink, Message::Text(snapshot.frame), write_timeout).await {
+        return Ending::Drop("snapshot write failed or timed out");
+    }
+
+    let mut ping = tokio::time::interval(config.ws_ping_interval());
+    ping.reset();
+    let mut heard_since_ping = true;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {
+                return close(&mut sink, CLOSE_GOING_AWAY, "server shutting down").await;
+            }
+            queued = subscription.events.recv() => {
+                let Some(event) = queued else {
+                    return close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
+                };
+                if in_snapshot.contains(&event.payment_id().get()) {
+                    continue;
+                }
+                if !send(&mut sink, frame(&event), write_timeout).await {
+                    return Ending::Drop("write failed or timed out");
+                }
+            }
+            incoming = stream.next() => {
+                heard_since_ping = true;
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => return Ending::ClientLeft,
+                    // Data frames are discarded unread; pings are answered by
+                    // the protocol layer on this next read or write.
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        if is_too_big(error) {
+                            return close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
+                        }
+                        return Ending::Drop("read error");
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if !heard_since_ping {
+                    return Ending::Drop("no pong within a ping interval");
+                }
+                heard_since_ping = false;
+                if !send(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                    return Ending::Drop("ping write failed or timed out");
+                }
+            }
+        }
+    }
+}
+
+fn frame(event: &Arc<TrustedEvent>) -> Message {
+    Message::Text(event.frame().clone())
+}
+
+fn is_too_big(error: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        error.into_inner().downcast_ref::<Error>(),
+        Some(Error::Capacity(_))
+    )
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, message: Message, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) -> Ending {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    // A peer that cannot take the close frame is dropped all the same.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
+    Ending::Close(code, reason)
+}
