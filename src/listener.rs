@@ -76,6 +76,7 @@ pub struct ListenerStats {
     published: AtomicU64,
     recovered: AtomicU64,
     reconnects: AtomicU64,
+    sweeps: AtomicU64,
 }
 
 /// A copy of [`ListenerStats`] at one moment.
@@ -95,6 +96,8 @@ pub struct ListenerCounts {
     pub recovered: u64,
     /// Times the LISTEN connection was re-established.
     pub reconnects: u64,
+    /// Sweeps completed.
+    pub sweeps: u64,
 }
 
 impl ListenerStats {
@@ -109,6 +112,7 @@ impl ListenerStats {
             published: read(&self.published),
             recovered: read(&self.recovered),
             reconnects: read(&self.reconnects),
+            sweeps: read(&self.sweeps),
         }
     }
 }
@@ -408,6 +412,7 @@ impl Delivery {
     async fn sweep(&mut self) -> Result<usize, sqlx::Error> {
         let xmin = current_xmin(&self.pool).await?;
         if xmin <= self.horizon {
+            bump(&self.stats.sweeps, 1);
             return Ok(0);
         }
         let ids: Vec<i64> = sqlx::query_scalar(
@@ -435,6 +440,7 @@ impl Delivery {
         bump(&self.stats.recovered, recovered);
         self.horizon = xmin;
         self.delivered.retain(|_, xid| *xid >= xmin);
+        bump(&self.stats.sweeps, 1);
         Ok(recovered)
     }
 }

@@ -1,0 +1,135 @@
+//! Every committed payment reaches each connection of its room exactly once:
+//! across the snapshot/live seam, and when its notification is lost.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{TestApp, WAIT, address};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_live_has_no_gap_and_no_duplicate_under_concurrent_inserts() {
+    const PAYMENTS: usize = 150;
+    const CLIENTS: usize = 12;
+    let app = TestApp::spawn().await;
+    let invoice = app.create_invoice(1_000_000).await;
+
+    let pool = app.pool.clone();
+    let writer = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(PAYMENTS);
+        for _ in 0..PAYMENTS {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO payments (invoice_id, txid, amount_sats) VALUES ($1,$2,1) RETURNING id",
+            )
+            .bind(invoice)
+            .bind(common::txid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        ids
+    });
+
+    // Clients join one after another while the writer runs, so their
+    // snapshot/live seams fall at different points of the stream.
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut client, snapshot) = app.invoice_client(invoice).await;
+        readers.push(tokio::spawn(async move {
+            let mut seen: Vec<i64> = snapshot["payments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["event_id"].as_i64().unwrap())
+                .collect();
+            while seen.len() < PAYMENTS {
+                let event = client.next_event().await;
+                seen.push(event["event_id"].as_i64().unwrap());
+            }
+            seen
+        }));
+    }
+    let written: HashSet<i64> = writer.await.unwrap().into_iter().collect();
+    for reader in readers {
+        let seen = reader.await.unwrap();
+        let unique: HashSet<i64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "a payment was sent twice");
+        assert_eq!(unique, written, "a payment is missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_whose_notification_is_lost_is_delivered_by_the_sweep() {
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 100).await;
+    let shop = address(6);
+    let (mut client, _) = app.address_client(&shop).await;
+
+    // session_replication_role = replica skips ordinary triggers for this
+    // session only: the row commits and no notification is sent.
+    let mut connection = app.pool.acquire().await.unwrap();
+    sqlx::query("set session_replication_role = replica")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    let silent: i64 = sqlx::query_scalar(
+        "INSERT INTO payments (address, txid, amount_sats) VALUES ($1, $2, 5) RETURNING id",
+    )
+    .bind(&shop)
+    .bind(common::txid())
+    .fetch_one(&mut *connection)
+    .await
+    .unwrap();
+    sqlx::query("reset session_replication_role")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    drop(connection);
+
+    let event = client.next_event().await;
+    assert_eq!(event["event_id"], silent);
+    assert_eq!(app.stats.counts().recovered, 1);
+
+    // And it is not delivered again once a later notification arrives.
+    let next = app.pay_address(&shop, 6).await;
+    assert_eq!(client.next_event().await["event_id"], next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_committing_payment_is_delivered_once() {
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 50).await;
+    let invoice = app.create_invoice(1_000).await;
+    let (mut client, _) = app.invoice_client(invoice).await;
+
+    // The first transaction takes the lower id but commits last.
+    let mut early = app.pool.begin().await.unwrap();
+    let low: i64 = sqlx::query_scalar(
+        "INSERT INTO payments (invoice_id, txid, amount_sats) VALUES ($1,$2,1) RETURNING id",
+    )
+    .bind(invoice)
+    .bind(common::txid())
+    .fetch_one(&mut *early)
+    .await
+    .unwrap();
+    let high = app.pay_invoice(invoice, 2).await;
+    assert!(low < high);
+    assert_eq!(client.next_event().await["event_id"], high);
+
+    // Let several sweeps pass while the early transaction is open: they must
+    // neither skip it nor deliver anything.
+    let before = app.stats.counts().sweeps;
+    tokio::time::timeout(WAIT, async {
+        while app.stats.counts().sweeps < before + 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("sweeps keep running");
+    assert_eq!(app.stats.counts().published, 1, "the open transaction's row leaked");
+    early.commit().await.unwrap();
+    assert_eq!(client.next_event().await["event_id"], low);
+
+    let last = app.pay_invoice(invoice, 3).await;
+    assert_eq!(client.next_event().await["event_id"], last, "a payment was delivered twice");
+}
