@@ -15,14 +15,14 @@
 //! instead: `horizon`, a transaction id such that every payment inserted by a
 //! transaction below it has been handled (delivered, or committed before the
 //! listener started and so left to snapshots). A sweep, run periodically and
-//! after every reconnect, reads `pg_snapshot_xmin(pg_current_snapshot())`
-//! (every transaction below it has finished, committed or not), delivers the
-//! payments with `horizon <= xid < xmin` not yet delivered, and moves
-//! `horizon` up to `xmin`. Payments at or above `horizon` that were delivered
-//! from a notification are remembered by id until the horizon passes them, so
-//! neither path delivers a payment twice. A long transaction anywhere holds
-//! `xmin` back: that delays the sweep and keeps more ids in memory, but never
-//! loses a row.
+//! after every reconnect, first reads `pg_snapshot_xmin(pg_current_snapshot())`
+//! (every transaction below it has finished, committed or not), then delivers
+//! the committed payments with `xid >= horizon` not yet delivered, and moves
+//! `horizon` up to that `xmin`. Payments at or above `horizon` that were
+//! delivered (by either path) are remembered by id until the horizon passes
+//! them, so neither path delivers a payment twice. A long transaction
+//! anywhere holds `xmin` back: that makes sweeps re-read more rows and keeps
+//! more ids in memory, but delays no committed row and never loses one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -250,7 +250,6 @@ async fn receive(
     ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_MIN;
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -269,29 +268,40 @@ async fn receive(
             }
             Err(error) => {
                 ready.send_replace(false);
-                tracing::warn!(%error, ?backoff, "listener connection down; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::warn!(%error, "listener connection down; reconnecting");
+                // Reconnect here rather than in the next try_recv, which
+                // would reconnect silently: the sweep must know when
+                // notifications flow again.
+                if !relisten(&mut listener, &shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                // LISTEN reconnects if there is no connection, so success
-                // means notifications flow again.
-                if let Err(error) = listener.listen(CHANNEL).await {
-                    tracing::debug!(%error, "listener reconnect failed");
-                    continue;
-                }
+                ready.send_replace(true);
                 bump(&stats.reconnects, 1);
                 tracing::info!("listener reconnected; sweeping for missed payments");
                 Signal::Reconnected
             }
         };
-        if matches!(signal, Signal::Reconnected) {
-            backoff = BACKOFF_MIN;
-            ready.send_replace(true);
-        }
         if signals.send(signal).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Retries LISTEN with exponential backoff until it succeeds (true) or
+/// shutdown (false). LISTEN opens a new connection when there is none.
+async fn relisten(listener: &mut PgListener, shutdown: &CancellationToken) -> bool {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        match listener.listen(CHANNEL).await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::debug!(%error, ?backoff, "listener reconnect failed");
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
         }
     }
 }
@@ -407,21 +417,19 @@ impl Delivery {
         }
     }
 
-    /// Delivers every finished payment between the horizon and the current
-    /// xmin that was not delivered yet, then advances the horizon.
+    /// Delivers every committed payment at or above the horizon that was not
+    /// delivered yet, then advances the horizon to the xmin read first: every
+    /// transaction below it had finished before the query ran, so every row
+    /// it wrote was visible to the query.
     async fn sweep(&mut self) -> Result<usize, sqlx::Error> {
         let xmin = current_xmin(&self.pool).await?;
-        if xmin <= self.horizon {
-            bump(&self.stats.sweeps, 1);
-            return Ok(0);
-        }
+        // Rows above xmin that are already committed are delivered now too,
+        // rather than when xmin passes them: a long transaction elsewhere then
+        // delays nothing that has committed.
         let ids: Vec<i64> = sqlx::query_scalar(
-            "select id from payments \
-             where xid >= $1::text::xid8 and xid < $2::text::xid8 \
-             order by xid, id",
+            "select id from payments where xid >= $1::text::xid8 order by xid, id",
         )
         .bind(self.horizon.to_string())
-        .bind(xmin.to_string())
         .fetch_all(&self.pool)
         .await?;
         let missing: Vec<PaymentId> = ids
@@ -438,8 +446,9 @@ impl Delivery {
             }
         }
         bump(&self.stats.recovered, recovered);
-        self.horizon = xmin;
-        self.delivered.retain(|_, xid| *xid >= xmin);
+        self.horizon = self.horizon.max(xmin);
+        let horizon = self.horizon;
+        self.delivered.retain(|_, xid| *xid >= horizon);
         bump(&self.stats.sweeps, 1);
         Ok(recovered)
     }

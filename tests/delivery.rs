@@ -126,10 +126,95 @@ async fn late_committing_payment_is_delivered_once() {
     })
     .await
     .expect("sweeps keep running");
-    assert_eq!(app.stats.counts().published, 1, "the open transaction's row leaked");
+    assert_eq!(
+        app.stats.counts().published,
+        1,
+        "the open transaction's row leaked"
+    );
     early.commit().await.unwrap();
     assert_eq!(client.next_event().await["event_id"], low);
 
     let last = app.pay_invoice(invoice, 3).await;
-    assert_eq!(client.next_event().await["event_id"], last, "a payment was delivered twice");
+    assert_eq!(
+        client.next_event().await["event_id"],
+        last,
+        "a payment was delivered twice"
+    );
+}
+
+async fn admin(app: &TestApp, statement: &str) {
+    use sqlx::ConnectOptions;
+    let mut connection = app.database.server.connect().await.unwrap();
+    sqlx::query(statement)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}
+
+async fn ready_status(app: &TestApp) -> u16 {
+    reqwest::get(app.http("/readyz"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn await_ready_status(app: &TestApp, status: u16) {
+    tokio::time::timeout(WAIT, async {
+        while ready_status(app).await != status {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_outage_turns_readyz_503_and_payments_made_meanwhile_arrive_after_reconnect() {
+    // A long sweep interval: recovery must come from the reconnect itself.
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 600_000).await;
+    let shop = address(9);
+    let (mut client, _) = app.address_client(&shop).await;
+    let mut writer = app.pool.acquire().await.unwrap();
+    let name = app.database.name.clone();
+
+    // Kill the LISTEN backend and keep it from coming back for a while.
+    admin(
+        &app,
+        &format!("alter database \"{name}\" with allow_connections false"),
+    )
+    .await;
+    admin(
+        &app,
+        &format!(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = '{name}' and application_name = 'paywatch-listener'"
+        ),
+    )
+    .await;
+    await_ready_status(&app, 503).await;
+
+    let during_outage: i64 = sqlx::query_scalar(
+        "INSERT INTO payments (address, txid, amount_sats) VALUES ($1, $2, 5) RETURNING id",
+    )
+    .bind(&shop)
+    .bind(common::txid())
+    .fetch_one(&mut *writer)
+    .await
+    .unwrap();
+    drop(writer);
+
+    admin(
+        &app,
+        &format!("alter database \"{name}\" with allow_connections true"),
+    )
+    .await;
+    await_ready_status(&app, 200).await;
+    assert_eq!(client.next_event().await["event_id"], during_outage);
+    let counts = app.stats.counts();
+    assert!(counts.reconnects >= 1, "{counts:?}");
+    assert_eq!(counts.recovered, 1, "{counts:?}");
+
+    let after = app.pay_address(&shop, 6).await;
+    assert_eq!(client.next_event().await["event_id"], after);
 }

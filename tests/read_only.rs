@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_cannot_send_fake_payments_to_anyone() {
-    let app = TestApp::spawn().await;
+    // No periodic sweep during the test, so the counters are exact.
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 600_000).await;
     let invoice = app.create_invoice(1_000).await;
     let (mut attacker, _) = app.invoice_client(invoice).await;
     let (mut victim, _) = app.invoice_client(invoice).await;
@@ -41,7 +42,10 @@ async fn client_cannot_send_fake_payments_to_anyone() {
     let real = app.pay_invoice(invoice, 10).await;
     for client in [&mut attacker, &mut victim] {
         let event = client.next_event().await;
-        assert_eq!(event["event_id"], real, "a client frame was relayed: {event}");
+        assert_eq!(
+            event["event_id"], real,
+            "a client frame was relayed: {event}"
+        );
         assert_eq!(event["amount_sats"], 10);
     }
     assert_eq!(app.stats.counts().published, 1);
@@ -67,7 +71,8 @@ async fn oversize_client_message_is_closed_with_1009_and_others_keep_being_serve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_notifications_never_produce_a_frame() {
-    let app = TestApp::spawn().await;
+    // No periodic sweep during the test, so the counters are exact.
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 600_000).await;
     let invoice = app.create_invoice(1_000).await;
     let other = app.create_invoice(1_000).await;
     let shop = address(4);
@@ -109,7 +114,10 @@ async fn forged_notifications_never_produce_a_frame() {
     assert_eq!(other_client.next_event().await["event_id"], real_other_2);
 
     let counts = app.stats.counts();
-    assert_eq!(counts.published, 4, "only real rows are published: {counts:?}");
+    assert_eq!(
+        counts.published, 4,
+        "only real rows are published: {counts:?}"
+    );
     assert_eq!(counts.malformed, 6, "{counts:?}");
     assert_eq!(counts.unknown, 1, "{counts:?}");
     assert_eq!(counts.duplicates, 1, "{counts:?}");
@@ -123,7 +131,10 @@ async fn malformed_and_unknown_rooms_are_refused_before_upgrade() {
     let bad_checksum = format!("{}q", &shop[..shop.len() - 1]);
     let cases = [
         ("/ws/jpp/invoice/not-a-uuid/".to_owned(), 400),
-        ("/ws/jpp/invoice/0123456789abcdef0123456789abcdeg/".to_owned(), 400),
+        (
+            "/ws/jpp/invoice/0123456789abcdef0123456789abcdeg/".to_owned(),
+            400,
+        ),
         (format!("/ws/jpp/invoice/{{{unknown}}}/"), 400),
         (format!("/ws/jpp/invoice/{}/", unknown.simple()), 404),
         (format!("/ws/jpp/invoice/{}", unknown.hyphenated()), 404),

@@ -27,7 +27,11 @@ async fn documented_inserts_each_produce_a_push() {
     let event = address_client.next_event().await;
     assert_eq!(event["event_id"], paid_address);
     assert_eq!(event["address"], shop);
-    assert_eq!(event["invoice"], Value::Null, "address-only payment has no invoice");
+    assert_eq!(
+        event["invoice"],
+        Value::Null,
+        "address-only payment has no invoice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,9 +84,15 @@ async fn payment_with_invoice_address_and_token_reaches_each_of_its_rooms_once_a
     // next frame each sees is that payment. The same marker insert would also
     // reveal a duplicate in the rooms above.
     let marker_invoice = app.pay_invoice(other_invoice, 1).await;
-    assert_eq!(other_invoice_room.next_event().await["event_id"], marker_invoice);
+    assert_eq!(
+        other_invoice_room.next_event().await["event_id"],
+        marker_invoice
+    );
     let marker_address = app.pay_address(&other_shop, 1).await;
-    assert_eq!(other_address_room.next_event().await["event_id"], marker_address);
+    assert_eq!(
+        other_address_room.next_event().await["event_id"],
+        marker_address
+    );
     let marker_token: i64 = sqlx::query_scalar(
         "INSERT INTO payments (address, token_id, txid, amount_sats) VALUES ($1, $2, $3, 1) RETURNING id",
     )
@@ -92,7 +102,10 @@ async fn payment_with_invoice_address_and_token_reaches_each_of_its_rooms_once_a
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(other_token_room.next_event().await["event_id"], marker_token);
+    assert_eq!(
+        other_token_room.next_event().await["event_id"],
+        marker_token
+    );
     assert_eq!(address_room.next_event().await["event_id"], marker_token);
 
     let marker_for_invoice = app.pay_invoice(invoice, 1).await;
@@ -117,7 +130,10 @@ async fn rolled_back_insert_reaches_nobody() {
 
     let committed = app.pay_invoice(invoice, 10).await;
     let event = client.next_event().await;
-    assert_eq!(event["event_id"], committed, "the rolled-back row was pushed");
+    assert_eq!(
+        event["event_id"], committed,
+        "the rolled-back row was pushed"
+    );
     assert_eq!(event["invoice"]["paid_sats"], 10);
 }
 

@@ -53,8 +53,9 @@ pub fn database_config() -> DatabaseConfig {
 
 /// A database of its own for one test, dropped when the value is.
 pub struct TestDatabase {
-    server: PgConnectOptions,
-    name: String,
+    /// The server's maintenance database, for admin statements.
+    pub server: PgConnectOptions,
+    pub name: String,
     pub options: PgConnectOptions,
     pub url: String,
 }

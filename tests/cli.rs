@@ -1,0 +1,118 @@
+//! The `paywatch` command as an operator uses it: migrate, create an invoice,
+//! watch its room, pay it, and see the push.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{TestApp, TestDatabase, WAIT, test_config};
+use paywatch::database;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn paywatch(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paywatch"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+async fn output(command: &mut Command) -> String {
+    let output = command.output().await.expect("paywatch runs");
+    assert!(
+        output.status.success(),
+        "paywatch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_create_watch_and_pay_show_the_push() {
+    let app = TestApp::spawn().await;
+    let url = &app.database.url;
+    let invoice = output(paywatch(url).args(["invoice", "create", "--amount", "1000"])).await;
+    let invoice: uuid::Uuid = invoice.parse().expect("invoice create prints the id");
+
+    let mut watch = paywatch(url)
+        .args(["watch", &invoice.simple().to_string(), "--url"])
+        .arg(app.ws_url(""))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut next_frame = async || -> Value {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("watch prints within the wait")
+            .unwrap()
+            .expect("a line");
+        serde_json::from_str(&line).expect("one JSON document per line")
+    };
+    let snapshot = next_frame().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["invoice"]["status"], "unpaid");
+
+    let payment = output(paywatch(url).args([
+        "pay",
+        "--invoice",
+        &invoice.to_string(),
+        "--amount",
+        "1000",
+        "--memo",
+        "cli",
+    ]))
+    .await;
+    let event = next_frame().await;
+    assert_eq!(event["type"], "payment_received");
+    assert_eq!(event["event_id"].to_string(), payment);
+    assert_eq!(event["memo"], "cli");
+    assert_eq!(event["invoice"]["status"], "paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_repeatable_and_serve_refuses_an_unmigrated_database() {
+    let template = TestDatabase::create().await;
+    // A second, empty database on the same server.
+    let name = format!("{}_empty", template.name);
+    database::create_database_if_missing(&template.server, &name)
+        .await
+        .unwrap();
+    let empty_url = template
+        .url
+        .replace(&format!("/{}", template.name), &format!("/{name}"));
+
+    let mut config = test_config(&template);
+    config.database.database_url = Some(empty_url.clone());
+    let refused = paywatch::App::build(config.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("paywatch migrate"),
+        "{refused}"
+    );
+
+    assert_eq!(
+        output(paywatch(&empty_url).arg("migrate")).await,
+        "migrations applied"
+    );
+    assert_eq!(
+        output(paywatch(&empty_url).arg("migrate")).await,
+        "migrations applied"
+    );
+    let app = paywatch::App::build(config)
+        .await
+        .expect("serves once migrated");
+    drop(app);
+
+    use sqlx::ConnectOptions;
+    let mut admin = template.server.connect().await.unwrap();
+    sqlx::query(&format!("drop database \"{name}\" with (force)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
