@@ -13,8 +13,12 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_cluster_starts_serves_and_stops() {
-    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("cluster-{}", uuid::Uuid::new_v4().simple()));
+    // Under the system temp folder: when the tests run as root, the cluster
+    // runs as `postgres`, which must be able to reach the folder.
+    let root = std::env::temp_dir().join(format!(
+        "paywatch-cluster-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let cluster = PrivateCluster::new(&root, free_port());
 
     // Two callers at once: one initdb, one start, both succeed.
