@@ -49,8 +49,10 @@ pub struct Config {
     pub ws_max_message_bytes: usize,
 
     /// Events queued per connection before a client that does not read is
-    /// closed with 4000.
-    #[arg(long, env = "PAYWATCH_WS_QUEUE", default_value_t = 256)]
+    /// closed with 4000. Keep it above the listener's reload batch (512
+    /// events), or one large commit can fill the queue of a client that is
+    /// reading at full speed.
+    #[arg(long, env = "PAYWATCH_WS_QUEUE", default_value_t = 1024)]
     pub ws_queue: usize,
 
     /// Seconds between pings; a peer silent for a whole interval is dropped.

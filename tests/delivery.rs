@@ -218,3 +218,28 @@ async fn listener_outage_turns_readyz_503_and_payments_made_meanwhile_arrive_aft
     let after = app.pay_address(&shop, 6).await;
     assert_eq!(client.next_event().await["event_id"], after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_large_commit_reaches_a_reading_client_in_full_and_in_order() {
+    const ROWS: i64 = 5_000;
+    let app = TestApp::spawn().await;
+    let shop = address(10);
+    let (mut client, _) = app.address_client(&shop).await;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO payments (address, txid, amount_sats) \
+         SELECT $1, md5(g::text) || md5(g::text), 1 FROM generate_series(1, $2) g RETURNING id",
+    )
+    .bind(&shop)
+    .bind(ROWS)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let mut received = Vec::with_capacity(ids.len());
+    while received.len() < ids.len() {
+        received.push(client.next_event().await["event_id"].as_i64().unwrap());
+    }
+    assert_eq!(
+        received, ids,
+        "every row of the commit, once, in insertion order"
+    );
+}

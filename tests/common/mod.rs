@@ -134,7 +134,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         api_token: None,
         ws_max_message_bytes: 1024,
-        ws_queue: 256,
+        ws_queue: 1024,
         ws_ping_interval_s: 30,
         ws_write_timeout_s: 10,
         address_snapshot_limit: 100,
