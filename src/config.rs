@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, env = "PAYWATCH_WS_WRITE_TIMEOUT_S", default_value_t = 10)]
     pub ws_write_timeout_s: u64,
 
+    /// Most missed events a client resuming with `?after=` is sent; further
+    /// behind, it gets a fresh snapshot instead.
+    #[arg(long, env = "PAYWATCH_RESUME_MAX_EVENTS", default_value_t = 1000)]
+    pub resume_max_events: i64,
+
     /// Most recent payments in an address room's snapshot.
     #[arg(long, env = "PAYWATCH_ADDRESS_SNAPSHOT_LIMIT", default_value_t = 100)]
     pub address_snapshot_limit: i64,

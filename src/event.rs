@@ -2,23 +2,22 @@
 //! belongs to and its wire frame, serialized once.
 //!
 //! [`TrustedEvent`] has private fields and no public constructor. The only
-//! code that builds one is [`reload`] in this module, from rows it has just
-//! read from the `payments` and `invoices` tables. The hub only accepts this
+//! code that builds one is in this module ([`next_step`] and [`backlog`]),
+//! from rows it has just read from the `payments` and `invoices` tables. The hub only accepts this
 //! type, so nothing else in the process (the WebSocket layer included) can put
 //! a frame into a room. `tests/compile_fail/` proves that code outside this
 //! crate cannot build one either.
 
-use std::collections::HashMap;
-
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::address::CashAddr;
+use crate::cursor::{Cursor, PgSnapshot};
 use crate::ids::{PaymentId, TokenId};
-use crate::invoice::{InvoiceStatus, PAYMENT_COLUMNS};
+use crate::invoice::{self, InvoiceStatus, PAYMENT_COLUMNS};
 use crate::rooms::Room;
 
 /// A committed payment, reloaded from the database, ready to be pushed.
@@ -46,7 +45,8 @@ impl TrustedEvent {
         &self.rooms
     }
 
-    /// The `payment_received` frame, serialized once for every subscriber.
+    /// The `payment_received` frame, with its resume cursor, serialized once
+    /// for every subscriber.
     pub fn frame(&self) -> &Utf8Bytes {
         &self.frame
     }
@@ -81,6 +81,7 @@ struct PaymentReceived<'a> {
     address: Option<&'a str>,
     token_id: Option<&'a str>,
     invoice: Option<InvoiceSummary<'a>>,
+    cursor: String,
 }
 
 #[derive(Serialize)]
@@ -123,7 +124,7 @@ impl ReloadedRow {
         rooms
     }
 
-    fn into_event(self) -> Result<TrustedEvent, serde_json::Error> {
+    fn into_event(self, cursor: &Cursor) -> Result<TrustedEvent, serde_json::Error> {
         let invoice = match (
             self.invoice_id,
             self.invoice_amount_sats,
@@ -158,6 +159,7 @@ impl ReloadedRow {
             address: self.address.as_deref(),
             token_id: self.token_id.as_deref(),
             invoice,
+            cursor: cursor.to_string(),
         })?;
         Ok(TrustedEvent {
             payment_id: PaymentId::from(self.id),
@@ -169,39 +171,178 @@ impl ReloadedRow {
     }
 }
 
-/// Reloads payments by id and builds their events, in the order of `ids`.
-/// Ids that name no committed row are absent from the result: a forged or
-/// stale notification yields nothing. Invoice totals are those committed when
-/// the query runs, which may already include later payments.
-pub async fn reload(
-    db: impl PgExecutor<'_>,
-    ids: &[PaymentId],
-) -> Result<Vec<TrustedEvent>, sqlx::Error> {
-    let raw_ids: Vec<i64> = ids.iter().map(PaymentId::get).collect();
-    let rows: Vec<ReloadedRow> = sqlx::query_as(&format!(
-        "select {PAYMENT_COLUMNS}, p.xid::text::bigint as xid, \
-                i.amount_sats as invoice_amount_sats, i.expires_at as invoice_expires_at, \
-                i.memo as invoice_memo, t.paid_sats as invoice_paid_sats, now() as as_of \
-         from payments p \
-         left join invoices i on i.id = p.invoice_id \
-         left join lateral ( \
-             select coalesce(sum(q.amount_sats), 0)::bigint as paid_sats \
-             from payments q where q.invoice_id = p.invoice_id \
-         ) t on p.invoice_id is not null \
-         where p.id = any($1)"
-    ))
-    .bind(&raw_ids)
-    .fetch_all(db)
-    .await?;
-    let mut by_id: HashMap<i64, ReloadedRow> = rows.into_iter().map(|row| (row.id, row)).collect();
-    let mut events = Vec::with_capacity(by_id.len());
-    for id in ids {
-        if let Some(row) = by_id.remove(&id.get()) {
-            events.push(
-                row.into_event()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            );
-        }
+/// The columns of a [`ReloadedRow`], from `payments p`, `invoices i` and the
+/// totals `t`.
+const ROW_SELECT: &str = "p.xid::text::bigint as xid, \
+    i.amount_sats as invoice_amount_sats, i.expires_at as invoice_expires_at, \
+    i.memo as invoice_memo, t.paid_sats as invoice_paid_sats, now() as as_of \
+    from payments p \
+    left join invoices i on i.id = p.invoice_id \
+    left join lateral ( \
+        select coalesce(sum(q.amount_sats), 0)::bigint as paid_sats \
+        from payments q where q.invoice_id = p.invoice_id \
+    ) t on p.invoice_id is not null";
+
+fn encode_error(error: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
+}
+
+/// The snapshot that delivery starts from: payments visible in it are
+/// already committed and reach clients through snapshots, not as events.
+pub async fn starting_point(pool: &PgPool) -> Result<PgSnapshot, sqlx::Error> {
+    PgSnapshot::current(pool).await
+}
+
+/// One delivery step: the payments visible in a new snapshot but not in
+/// `before`, read in pages ordered by `(xid, id)`, each with its cursor.
+///
+/// Visibility only grows, so every committed payment becomes visible in
+/// exactly one step: nothing is delivered twice, and nothing is skipped,
+/// whatever order transactions commit in and whether or not their
+/// notifications arrived. Invoice totals are those committed when a page is
+/// read, which may already include later payments.
+#[derive(Debug)]
+pub struct Step {
+    before: PgSnapshot,
+    step: PgSnapshot,
+    last: (u64, i64),
+    done: bool,
+}
+
+impl Step {
+    /// Takes the step's snapshot.
+    pub async fn begin(pool: &PgPool, before: PgSnapshot) -> Result<Self, sqlx::Error> {
+        let step = PgSnapshot::current(pool).await?;
+        Ok(Step {
+            before,
+            step,
+            last: (0, 0),
+            done: false,
+        })
     }
-    Ok(events)
+
+    /// The next page of at most `page` events; empty once the step is done.
+    pub async fn next_page(
+        &mut self,
+        pool: &PgPool,
+        page: i64,
+    ) -> Result<Vec<TrustedEvent>, sqlx::Error> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        // Read in a later statement than the snapshot, the rows see at least
+        // everything the snapshot sees; the filter keeps exactly that.
+        let rows: Vec<ReloadedRow> = sqlx::query_as(&format!(
+            "select {PAYMENT_COLUMNS}, {ROW_SELECT} \
+             where p.xid >= $1::text::xid8 \
+               and pg_visible_in_snapshot(p.xid, $2::text::pg_snapshot) \
+               and not pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
+               and (p.xid, p.id) > ($4::text::xid8, $5) \
+             order by p.xid, p.id \
+             limit $6"
+        ))
+        .bind(self.before.xmin().to_string())
+        .bind(self.step.to_string())
+        .bind(self.before.to_string())
+        .bind(self.last.0.to_string())
+        .bind(self.last.1)
+        .bind(page)
+        .fetch_all(pool)
+        .await?;
+        self.done = (rows.len() as i64) < page;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            self.last = (row.xid as u64, row.id);
+            let cursor = Cursor {
+                before: self.before.clone(),
+                step: self.step.clone(),
+                last: self.last,
+            };
+            events.push(row.into_event(&cursor).map_err(encode_error)?);
+        }
+        Ok(events)
+    }
+
+    /// The step's snapshot: the next step's `before`.
+    pub fn into_snapshot(self) -> PgSnapshot {
+        self.step
+    }
+}
+
+/// What a client resuming from a cursor has missed.
+#[derive(Debug)]
+pub enum Backlog {
+    /// The room's payments the cursor has not seen, in delivery order, each
+    /// with its cursor. Live events the returned snapshot sees are covered.
+    Missed(Vec<TrustedEvent>, PgSnapshot),
+    /// More than the limit: the client should start over from a snapshot.
+    TooFarBehind,
+}
+
+/// The payments of `room` that `cursor` has not seen, read in one
+/// REPEATABLE READ transaction, at most `limit` of them.
+pub async fn backlog(
+    pool: &PgPool,
+    room: &Room,
+    cursor: &Cursor,
+    limit: i64,
+) -> Result<Backlog, sqlx::Error> {
+    let (invoice, address, token) = match room {
+        Room::Invoice(id) => (Some(id.as_uuid()), None, None),
+        Room::Address(address) => (None, Some(address.as_str()), None),
+        Room::AddressToken(address, token) => (None, Some(address.as_str()), Some(token.as_str())),
+    };
+    let mut tx = invoice::begin_consistent_read(pool).await?;
+    let now = PgSnapshot::current(&mut *tx).await?;
+    let (x, i) = cursor.last;
+    let rows: Vec<ReloadedRow> = sqlx::query_as(&format!(
+        "select {PAYMENT_COLUMNS}, {ROW_SELECT} \
+         where ($1::uuid is null or p.invoice_id = $1) \
+           and ($2::text is null or p.address = $2) \
+           and ($3::text is null or p.token_id = $3) \
+           and p.xid >= $4::text::xid8 \
+           and not pg_visible_in_snapshot(p.xid, $5::text::pg_snapshot) \
+           and not (pg_visible_in_snapshot(p.xid, $6::text::pg_snapshot) \
+                    and (p.xid, p.id) <= ($7::text::xid8, $8)) \
+         order by pg_visible_in_snapshot(p.xid, $6::text::pg_snapshot) desc, p.xid, p.id \
+         limit $9"
+    ))
+    .bind(invoice)
+    .bind(address)
+    .bind(token)
+    .bind(cursor.before.xmin().to_string())
+    .bind(cursor.before.to_string())
+    .bind(cursor.step.to_string())
+    .bind(x.to_string())
+    .bind(i)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    if rows.len() as i64 > limit {
+        return Ok(Backlog::TooFarBehind);
+    }
+    // Rows of the cursor's own step keep its snapshots; rows after it belong
+    // to a step from the cursor's step to now.
+    let events = rows
+        .into_iter()
+        .map(|row| {
+            let xid = row.xid as u64;
+            let cursor = if cursor.step.sees(xid) {
+                Cursor {
+                    last: (xid, row.id),
+                    ..cursor.clone()
+                }
+            } else {
+                Cursor {
+                    before: cursor.step.clone(),
+                    step: now.clone(),
+                    last: (xid, row.id),
+                }
+            };
+            row.into_event(&cursor)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(encode_error)?;
+    Ok(Backlog::Missed(events, now))
 }

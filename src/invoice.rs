@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::ids::InvoiceId;
@@ -136,10 +136,29 @@ pub async fn load_with_payments(
     pool: &PgPool,
     id: InvoiceId,
 ) -> Result<Option<InvoiceWithPayments>, sqlx::Error> {
+    let mut tx = begin_consistent_read(pool).await?;
+    let found = load_with_payments_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// Starts a read-only REPEATABLE READ transaction: every query in it sees
+/// the same snapshot.
+pub(crate) async fn begin_consistent_read(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
         .await?;
+    Ok(tx)
+}
+
+/// [`load_with_payments`] inside a transaction the caller holds.
+pub(crate) async fn load_with_payments_in(
+    tx: &mut PgConnection,
+    id: InvoiceId,
+) -> Result<Option<InvoiceWithPayments>, sqlx::Error> {
     let row: Option<InvoiceRow> = sqlx::query_as(
         "select i.id, i.amount_sats, i.expires_at, i.memo, i.created_at, now() as as_of, \
                 (select coalesce(sum(q.amount_sats), 0)::bigint from payments q where q.invoice_id = i.id) as paid_sats \
@@ -149,7 +168,6 @@ pub async fn load_with_payments(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        tx.commit().await?;
         return Ok(None);
     };
     let payments: Vec<PaymentView> = sqlx::query_as(&format!(
@@ -158,7 +176,6 @@ pub async fn load_with_payments(
     .bind(id.as_uuid())
     .fetch_all(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Some(InvoiceWithPayments {
         invoice: row.into(),
         payments,

@@ -34,6 +34,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod cursor;
 pub mod database;
 pub mod event;
 pub mod hub;

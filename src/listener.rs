@@ -1,30 +1,29 @@
 //! The listener: the one LISTEN connection, and the only code that turns
 //! database activity into events for the hub.
 //!
-//! A notification's payload is untrusted (any role that can connect may
-//! NOTIFY any channel with any text). It is parsed as a payment id and used
-//! only as a hint of which row to reload; rooms and content come from the
-//! reloaded row ([`crate::event::reload`]). Malformed payloads, ids that name
-//! no committed row, and payments already delivered are dropped, logged at
-//! debug and counted.
+//! A notification is only a wake-up call. Its payload is untrusted (any role
+//! that can connect may NOTIFY any channel with any text) and never used as
+//! data: what gets delivered is decided by reading the `payments` table
+//! ([`crate::event::next_step`]), and rooms and content come from the rows.
+//! Payloads are still parsed as payment ids, to count and log (at debug) the
+//! malformed ones, the ids that name no payment, and those already delivered.
 //!
-//! # Exactly once, in spite of lost notifications
+//! # Exactly once, in commit order, in spite of lost notifications
 //! Notifications are not durable, and identity ids are handed out at INSERT,
 //! not at COMMIT, so neither "every notification" nor "every id above the last
-//! one seen" covers every row. The listener keeps a commit-safe watermark
-//! instead: `horizon`, a transaction id such that every payment inserted by a
-//! transaction below it has been handled (delivered, or committed before the
-//! listener started and so left to snapshots). A sweep, run periodically and
-//! after every reconnect, first reads `pg_snapshot_xmin(pg_current_snapshot())`
-//! (every transaction below it has finished, committed or not), then delivers
-//! the committed payments with `xid >= horizon` not yet delivered, and moves
-//! `horizon` up to that `xmin`. Payments at or above `horizon` that were
-//! delivered (by either path) are remembered by id until the horizon passes
-//! them, so neither path delivers a payment twice. A long transaction
-//! anywhere holds `xmin` back: that makes sweeps re-read more rows and keeps
-//! more ids in memory, but delays no committed row and never loses one.
+//! one seen" covers every row. Delivery instead walks PostgreSQL snapshots:
+//! each step takes `pg_current_snapshot()` and delivers the payments visible
+//! in it that were not visible in the previous step's snapshot. Visibility
+//! only grows, so each committed payment is delivered in exactly one step,
+//! and a late-committing transaction is delivered when it commits, not
+//! skipped. A step runs when notifications arrive, after every reconnect,
+//! and every sweep interval, so a lost notification delays a payment by at
+//! most one interval. Each event carries a resume cursor built from the two
+//! snapshots of its step ([`crate::cursor`]). A long transaction anywhere
+//! holds the snapshots' `xmin` back, which makes each step scan more rows,
+//! but delays nothing that has committed.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::event::{self, TrustedEvent};
+use crate::cursor::PgSnapshot;
+use crate::event;
 use crate::hub::Hub;
 use crate::ids::PaymentId;
 
@@ -173,19 +173,17 @@ pub async fn start(
     } = parts;
     let mut listener = PgListener::connect_with(&listen_pool).await?;
     listener.listen(CHANNEL).await?;
-    let horizon = current_xmin(&pool).await?;
+    // Payments this snapshot sees committed before LISTEN was in place;
+    // clients get them from snapshots. Everything later is delivered.
+    let before = event::starting_point(&pool).await?;
     let early = self_test(&pool, &mut listener).await?;
-    tracing::info!(
-        channel = CHANNEL,
-        horizon,
-        "listener connected; NOTIFY self-test passed"
-    );
+    tracing::info!(channel = CHANNEL, start = %before, "listener connected; NOTIFY self-test passed");
     ready.send_replace(true);
 
     let (signals, inbox) = mpsc::channel(4 * MAX_BATCH);
     for payload in early {
         // Should more arrive during the self-test than the channel holds, the
-        // payments they name are above the horizon and the sweep delivers them.
+        // next step delivers their payments all the same.
         let _ = signals.try_send(Signal::Payload(payload));
     }
     tasks.spawn(receive(
@@ -199,19 +197,11 @@ pub async fn start(
         pool,
         hub,
         stats,
-        horizon,
-        delivered: HashMap::new(),
+        before,
+        unfinished: None,
     };
     tasks.spawn(delivery.run(inbox, config, shutdown));
     Ok(())
-}
-
-async fn current_xmin(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let xmin: i64 =
-        sqlx::query_scalar("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(pool)
-            .await?;
-    Ok(xmin as u64)
 }
 
 /// Sends a NOTIFY with a random payload from the ordinary pool and waits for it
@@ -306,15 +296,16 @@ async fn relisten(listener: &mut PgListener, shutdown: &CancellationToken) -> bo
     }
 }
 
-/// Turns payloads into trusted events and hands them to the hub.
+/// Turns wake-ups into delivery steps and hands the events to the hub.
 struct Delivery {
     pool: PgPool,
     hub: Arc<Hub>,
     stats: Arc<ListenerStats>,
-    /// Every payment whose `xid` is below this has been handled.
-    horizon: u64,
-    /// Payments at or above the horizon already delivered: id to xid.
-    delivered: HashMap<PaymentId, u64>,
+    /// The snapshot of the last completed step: every payment it sees has
+    /// been delivered (or predates the listener and is left to snapshots).
+    before: PgSnapshot,
+    /// A step that failed part way, to finish before starting another.
+    unfinished: Option<event::Step>,
 }
 
 impl Delivery {
@@ -330,27 +321,20 @@ impl Delivery {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = sweep.tick() => self.sweep_logged().await,
+                _ = sweep.tick() => self.step_logged(&[], true).await,
                 received = inbox.recv_many(&mut batch, MAX_BATCH) => {
                     if received == 0 {
                         return;
                     }
                     let mut reconnected = false;
-                    let mut ids = Vec::with_capacity(batch.len());
+                    let mut hinted = Vec::with_capacity(batch.len());
                     for signal in batch.drain(..) {
                         match signal {
-                            Signal::Payload(payload) => ids.extend(self.parse(&payload)),
+                            Signal::Payload(payload) => hinted.extend(self.parse(&payload)),
                             Signal::Reconnected => reconnected = true,
                         }
                     }
-                    if let Err(error) = self.deliver_notified(&ids).await {
-                        // The rows are still in the table: the next sweep
-                        // delivers them.
-                        tracing::warn!(%error, count = ids.len(), "reload failed; the next sweep will retry");
-                    }
-                    if reconnected {
-                        self.sweep_logged().await;
-                    }
+                    self.step_logged(&hinted, reconnected).await;
                 }
             }
         }
@@ -369,87 +353,93 @@ impl Delivery {
         id
     }
 
-    async fn deliver_notified(&mut self, ids: &[PaymentId]) -> Result<(), sqlx::Error> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let events = event::reload(&self.pool, ids).await?;
-        let unknown = ids.len() - events.len();
-        if unknown > 0 {
-            bump(&self.stats.unknown, unknown);
-            tracing::debug!(unknown, "dropped notifications naming no committed payment");
-        }
-        for event in events {
-            self.publish_once(event);
-        }
-        Ok(())
-    }
-
-    /// Publishes unless the payment was handled before. Returns whether it
-    /// was published.
-    fn publish_once(&mut self, event: TrustedEvent) -> bool {
-        let id = event.payment_id();
-        if event.xid() < self.horizon || self.delivered.contains_key(&id) {
-            bump(&self.stats.duplicates, 1);
-            tracing::debug!(payment_id = %id, "dropped notification: payment already delivered");
-            return false;
-        }
-        self.delivered.insert(id, event.xid());
-        let delivery = self.hub.publish(event);
-        bump(&self.stats.published, 1);
-        if delivery.evicted > 0 {
-            tracing::info!(payment_id = %id, evicted = delivery.evicted, "dropped subscribers whose queues were full");
-        }
-        true
-    }
-
-    async fn sweep_logged(&mut self) {
-        match self.sweep().await {
+    async fn step_logged(&mut self, hinted: &[PaymentId], sweep: bool) {
+        match self.step(hinted, sweep).await {
             Ok(0) => {}
             Ok(recovered) => {
-                tracing::info!(
-                    recovered,
-                    horizon = self.horizon,
-                    "sweep delivered payments that had no notification"
-                )
+                tracing::info!(recovered, "delivered payments whose notification was lost")
             }
-            Err(error) => tracing::warn!(%error, "sweep failed; it will run again"),
+            // `before` is unchanged, so the next step delivers these rows.
+            Err(error) => tracing::warn!(%error, "delivery step failed; the next step will retry"),
         }
     }
 
-    /// Delivers every committed payment at or above the horizon that was not
-    /// delivered yet, then advances the horizon to the xmin read first: every
-    /// transaction below it had finished before the query ran, so every row
-    /// it wrote was visible to the query.
-    async fn sweep(&mut self) -> Result<usize, sqlx::Error> {
-        let xmin = current_xmin(&self.pool).await?;
-        // Rows above xmin that are already committed are delivered now too,
-        // rather than when xmin passes them: a long transaction elsewhere then
-        // delays nothing that has committed.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "select id from payments where xid >= $1::text::xid8 order by xid, id",
-        )
-        .bind(self.horizon.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        let missing: Vec<PaymentId> = ids
-            .into_iter()
-            .map(PaymentId::from)
-            .filter(|id| !self.delivered.contains_key(id))
-            .collect();
+    /// Runs one step; returns how many payments it delivered that no
+    /// notification in `hinted` had announced.
+    async fn step(&mut self, hinted: &[PaymentId], sweep: bool) -> Result<usize, sqlx::Error> {
+        // A step that failed half way resumes where it stopped, so the pages
+        // it already published are not published again.
+        let mut step = match self.unfinished.take() {
+            Some(step) => step,
+            None => event::Step::begin(&self.pool, self.before.clone()).await?,
+        };
+        let hinted: HashSet<PaymentId> = hinted.iter().copied().collect();
         let mut recovered = 0;
-        for chunk in missing.chunks(MAX_BATCH) {
-            for event in event::reload(&self.pool, chunk).await? {
-                if self.publish_once(event) {
+        let mut delivered = HashSet::new();
+        // Publishing page by page gives connections time to drain their
+        // queues while the next page is read, so one huge commit does not
+        // overflow the queue of a client that reads at full speed.
+        loop {
+            let events = match step.next_page(&self.pool, MAX_BATCH as i64).await {
+                Ok(events) => events,
+                Err(error) => {
+                    self.unfinished = Some(step);
+                    return Err(error);
+                }
+            };
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                let id = event.payment_id();
+                delivered.insert(id);
+                if !hinted.contains(&id) {
                     recovered += 1;
+                }
+                let delivery = self.hub.publish(event);
+                if delivery.evicted > 0 {
+                    tracing::info!(payment_id = %id, evicted = delivery.evicted, "dropped subscribers whose queues were full");
                 }
             }
         }
+        bump(&self.stats.published, delivered.len());
         bump(&self.stats.recovered, recovered);
-        self.horizon = self.horizon.max(xmin);
-        let horizon = self.horizon;
-        self.delivered.retain(|_, xid| *xid >= horizon);
-        bump(&self.stats.sweeps, 1);
+        if sweep {
+            bump(&self.stats.sweeps, 1);
+        }
+        self.before = step.into_snapshot();
+        self.classify_leftovers(&hinted, &delivered).await?;
         Ok(recovered)
+    }
+
+    /// Counts the notified ids this step did not deliver: already delivered
+    /// (a repeated or forged notification), or naming no payment at all.
+    async fn classify_leftovers(
+        &self,
+        hinted: &HashSet<PaymentId>,
+        delivered: &HashSet<PaymentId>,
+    ) -> Result<(), sqlx::Error> {
+        let leftovers: HashSet<i64> = hinted
+            .iter()
+            .filter(|id| !delivered.contains(id))
+            .map(PaymentId::get)
+            .collect();
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = leftovers.into_iter().collect();
+        let existing: i64 = sqlx::query_scalar("select count(*) from payments where id = any($1)")
+            .bind(&ids)
+            .fetch_one(&self.pool)
+            .await?;
+        let existing = existing as usize;
+        bump(&self.stats.duplicates, existing);
+        bump(&self.stats.unknown, ids.len() - existing);
+        tracing::debug!(
+            already_delivered = existing,
+            unknown = ids.len() - existing,
+            "notifications that delivered nothing"
+        );
+        Ok(())
     }
 }

@@ -11,22 +11,24 @@
 //! too big, 1011 server error (snapshot failed), 4000 client too slow (its
 //! queue filled up; reconnect to resync).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::address::CashAddr;
 use crate::api::{ApiError, parse_invoice_id};
 use crate::app::AppState;
-use crate::event::TrustedEvent;
+use crate::cursor::{Cursor, PgSnapshot};
+use crate::event::{self, Backlog, TrustedEvent};
 use crate::ids::TokenId;
 use crate::invoice;
 use crate::rooms::Room;
@@ -45,13 +47,15 @@ pub const CLOSE_TOO_SLOW: u16 = 4000;
 pub async fn invoice_room(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_invoice_id(&id)?;
+    let after = parse_after(query)?;
     if !invoice::exists(&state.pool, id).await? {
         return Err(ApiError::invoice_not_found(id));
     }
-    accept(state, Room::Invoice(id), upgrade)
+    accept(state, Room::Invoice(id), after, upgrade)
 }
 
 /// `/ws/watch/address/{address}/` and its legacy alias `/ws/watch/bch/{address}/`:
@@ -59,22 +63,43 @@ pub async fn invoice_room(
 pub async fn address_room(
     State(state): State<AppState>,
     Path(address): Path<String>,
+    query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let address = parse_address(&address)?;
-    accept(state, Room::Address(address), upgrade)
+    let after = parse_after(query)?;
+    accept(state, Room::Address(address), after, upgrade)
 }
 
 /// `/ws/watch/address/{address}/{token_id}/`: one token's payments to one address.
 pub async fn address_token_room(
     State(state): State<AppState>,
     Path((address, token)): Path<(String, String)>,
+    query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let address = parse_address(&address)?;
     let token = TokenId::parse(&token)
         .map_err(|e| ApiError::bad_request("invalid_token_id", e.to_string()))?;
-    accept(state, Room::AddressToken(address, token), upgrade)
+    let after = parse_after(query)?;
+    accept(state, Room::AddressToken(address, token), after, upgrade)
+}
+
+/// Query parameters of the room endpoints.
+#[derive(Debug, Deserialize)]
+pub struct Resume {
+    /// The `cursor` of the last frame the client handled.
+    after: Option<String>,
+}
+
+fn parse_after(query: Result<Query<Resume>, QueryRejection>) -> Result<Option<Cursor>, ApiError> {
+    let Query(resume) =
+        query.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+    resume
+        .after
+        .map(|text| Cursor::parse(&text))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_cursor", e.to_string()))
 }
 
 fn parse_address(text: &str) -> Result<CashAddr, ApiError> {
@@ -86,6 +111,7 @@ fn parse_address(text: &str) -> Result<CashAddr, ApiError> {
 fn accept(
     state: AppState,
     room: Room,
+    after: Option<Cursor>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
@@ -98,7 +124,7 @@ fn accept(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
-            tasks.track_future(serve(socket, room, state))
+            tasks.track_future(serve(socket, room, after, state))
         }))
 }
 
@@ -109,9 +135,11 @@ enum Ending {
 }
 
 /// One connection, from join to close.
-async fn serve(socket: WebSocket, room: Room, state: AppState) {
+async fn serve(socket: WebSocket, room: Room, after: Option<Cursor>, state: AppState) {
     let span = tracing::info_span!("ws", %room);
-    let ending = run(socket, &room, &state).instrument(span.clone()).await;
+    let ending = run(socket, &room, after, &state)
+        .instrument(span.clone())
+        .await;
     let _entered = span.enter();
     match ending {
         Ending::ClientLeft => tracing::debug!("client left"),
@@ -120,26 +148,51 @@ async fn serve(socket: WebSocket, room: Room, state: AppState) {
     }
 }
 
-async fn run(socket: WebSocket, room: &Room, state: &AppState) -> Ending {
+async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppState) -> Ending {
     let config = &state.config;
+    let write_timeout = config.ws_write_timeout();
     let (mut sink, mut stream) = socket.split();
-    // Join before reading the snapshot: a payment committed after the
-    // snapshot's read is then certain to be queued here, and one that is in
-    // both is recognised by id below and sent once.
+    // Join before reading from the database: a payment committed after that
+    // read is then certain to be queued here, and one the read already
+    // covered is recognised by its transaction (`seen`) and sent once.
     let mut subscription = state.hub.subscribe(room.clone());
-    let snapshot = match snapshot::load(&state.pool, room, config.address_snapshot_limit).await {
-        Ok(Some(snapshot)) => snapshot,
-        Ok(None) => return close(&mut sink, CLOSE_INTERNAL, "invoice no longer exists").await,
+    let backlog = match after {
+        Some(cursor) => event::backlog(&state.pool, room, &cursor, config.resume_max_events).await,
+        None => Ok(Backlog::TooFarBehind),
+    };
+    let seen = match backlog {
+        Ok(Backlog::Missed(events, seen)) => {
+            let frames = events
+                .iter()
+                .map(|event| Message::Text(event.frame().clone()));
+            if !send_all(&mut sink, frames, write_timeout).await {
+                return Ending::Drop("backlog write failed or timed out");
+            }
+            seen
+        }
+        Ok(Backlog::TooFarBehind) => {
+            match snapshot::load(&state.pool, room, config.address_snapshot_limit).await {
+                Ok(Some(snapshot)) => {
+                    let frame = std::iter::once(Message::Text(snapshot.frame));
+                    if !send_all(&mut sink, frame, write_timeout).await {
+                        return Ending::Drop("snapshot write failed or timed out");
+                    }
+                    snapshot.seen
+                }
+                Ok(None) => {
+                    return close(&mut sink, CLOSE_INTERNAL, "invoice no longer exists").await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, %room, "snapshot query failed");
+                    return close(&mut sink, CLOSE_INTERNAL, "snapshot failed").await;
+                }
+            }
+        }
         Err(error) => {
-            tracing::error!(%error, %room, "snapshot query failed");
-            return close(&mut sink, CLOSE_INTERNAL, "snapshot failed").await;
+            tracing::error!(%error, %room, "backlog query failed");
+            return close(&mut sink, CLOSE_INTERNAL, "backlog failed").await;
         }
     };
-    let in_snapshot: HashSet<i64> = snapshot.payment_ids;
-    let write_timeout = config.ws_write_timeout();
-    if !send(&mut sink, Message::Text(snapshot.frame), write_timeout).await {
-        return Ending::Drop("snapshot write failed or timed out");
-    }
 
     let mut ping = tokio::time::interval(config.ws_ping_interval());
     ping.reset();
@@ -153,7 +206,7 @@ async fn run(socket: WebSocket, room: &Room, state: &AppState) -> Ending {
                 let Some(event) = queued else {
                     return close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
                 };
-                let forwarded = forward(&mut sink, event, &mut subscription.events, &in_snapshot);
+                let forwarded = forward(&mut sink, event, &mut subscription.events, &seen);
                 if !matches!(tokio::time::timeout(write_timeout, forwarded).await, Ok(Ok(()))) {
                     return Ending::Drop("write failed or timed out");
                 }
@@ -192,17 +245,18 @@ const WRITE_BATCH: usize = 64;
 /// Writes `first` and whatever else is already queued (up to
 /// [`WRITE_BATCH`]) with a single flush, so a client that reads at full
 /// speed drains its queue faster than a burst of commits can fill it.
-/// Events the snapshot already held are skipped.
+/// Events whose transaction `seen` sees were covered by the snapshot or
+/// backlog and are skipped.
 async fn forward(
     sink: &mut Sink,
     first: Arc<TrustedEvent>,
     queue: &mut mpsc::Receiver<Arc<TrustedEvent>>,
-    in_snapshot: &HashSet<i64>,
+    seen: &PgSnapshot,
 ) -> Result<(), axum::Error> {
     let mut next = Some(first);
     let mut written = 0;
     while let Some(event) = next.take() {
-        if !in_snapshot.contains(&event.payment_id().get()) {
+        if !seen.sees(event.xid()) {
             sink.feed(Message::Text(event.frame().clone())).await?;
             written += 1;
         }
@@ -222,6 +276,20 @@ fn is_too_big(error: axum::Error) -> bool {
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send_all(
+    sink: &mut Sink,
+    messages: impl Iterator<Item = Message>,
+    timeout: Duration,
+) -> bool {
+    let write = async {
+        for message in messages {
+            sink.feed(message).await?;
+        }
+        sink.flush().await
+    };
+    matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
+}
 
 async fn send(sink: &mut Sink, message: Message, timeout: Duration) -> bool {
     matches!(

@@ -138,6 +138,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
         ws_ping_interval_s: 30,
         ws_write_timeout_s: 10,
         address_snapshot_limit: 100,
+        resume_max_events: 1000,
         sweep_interval_ms: 5000,
         shutdown_timeout_s: 5,
     }
