@@ -50,6 +50,17 @@ pub enum ApiError {
     /// Not a WebSocket upgrade request on a WebSocket route.
     #[error("this endpoint only accepts WebSocket upgrade requests")]
     UpgradeRequired,
+    /// The server holds as many WebSocket connections as it may.
+    #[error(
+        "the server holds as many WebSocket connections as it may (PAYWATCH_MAX_CONNECTIONS); try again later"
+    )]
+    TooManyConnections,
+    /// This client IP holds as many WebSocket connections as it may.
+    #[error("too many WebSocket connections from this address (PAYWATCH_MAX_CONNECTIONS_PER_IP)")]
+    TooManyConnectionsFromIp,
+    /// The page's Origin is not in PAYWATCH_ALLOWED_ORIGINS.
+    #[error("WebSocket connections from this Origin are not allowed")]
+    OriginNotAllowed,
     /// The server is shutting down or not ready.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -74,6 +85,14 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::CreationDisabled => (StatusCode::FORBIDDEN, "creation_disabled"),
             ApiError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
+            ApiError::TooManyConnections => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
+            }
+            ApiError::TooManyConnectionsFromIp => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections_from_ip",
+            ),
+            ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }

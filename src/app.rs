@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::database::{self, DatabaseError};
 use crate::hub::Hub;
@@ -26,6 +27,7 @@ use crate::{api, ws};
 pub struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) hub: Arc<Hub>,
+    pub(crate) admission: Arc<Admission>,
     pub(crate) config: Arc<Config>,
     pub(crate) listener_ready: watch::Receiver<bool>,
     pub(crate) shutdown: CancellationToken,
@@ -96,6 +98,11 @@ impl App {
             state: AppState {
                 pool,
                 hub,
+                admission: Admission::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                    config.allowed_origins.clone(),
+                ),
                 config: Arc::new(config),
                 listener_ready,
                 shutdown,
@@ -137,16 +144,19 @@ impl App {
         let router = router(state);
         let stop = token.clone();
         tracing::info!(address = %self.listener.local_addr()?, "serving");
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = stop.cancelled() => {}
-                }
-                tracing::info!("shutting down");
-                stop.cancel();
-            })
-            .await?;
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop.cancelled() => {}
+            }
+            tracing::info!("shutting down");
+            stop.cancel();
+        })
+        .await?;
         token.cancel();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {

@@ -44,6 +44,30 @@ pub struct Config {
     #[arg(long, env = "PAYWATCH_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
+    /// Most WebSocket connections open at once (more: HTTP 503 before upgrade).
+    #[arg(long, env = "PAYWATCH_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most WebSocket connections open at once from one client IP (more:
+    /// HTTP 429). Behind a reverse proxy every client has the proxy's IP.
+    #[arg(long, env = "PAYWATCH_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Browser origins allowed to open WebSockets, comma-separated (e.g.
+    /// https://shop.example). Empty: any origin. Requests without an Origin
+    /// header (non-browser clients) are always allowed.
+    #[arg(
+        long,
+        env = "PAYWATCH_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Most frames a WebSocket client may send per second (more: close 1008).
+    #[arg(long, env = "PAYWATCH_WS_MAX_FRAMES_PER_S", default_value_t = 20)]
+    pub ws_max_frames_per_s: u32,
+
     /// Largest message a WebSocket client may send, in bytes (larger: close 1009).
     #[arg(long, env = "PAYWATCH_WS_MAX_MESSAGE_BYTES", default_value_t = 1024)]
     pub ws_max_message_bytes: usize,

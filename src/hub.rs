@@ -22,6 +22,7 @@ pub struct Hub {
     rooms: Mutex<HashMap<Room, Vec<Member>>>,
     next_id: AtomicU64,
     queue_capacity: usize,
+    evictions: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -57,6 +58,7 @@ impl Hub {
             rooms: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             queue_capacity: queue_capacity.max(1),
+            evictions: AtomicU64::new(0),
         })
     }
 
@@ -112,7 +114,19 @@ impl Hub {
                 rooms.remove(room);
             }
         }
+        self.evictions
+            .fetch_add(delivery.evicted as u64, Ordering::Relaxed);
         delivery
+    }
+
+    /// Events each subscriber's queue holds.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Subscribers dropped so far because their queue was full.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Number of rooms with at least one subscriber.

@@ -23,6 +23,7 @@
 //! - [`event`]: [`event::TrustedEvent`] and the reload query that builds it.
 //! - [`hub`]: rooms and per-connection queues.
 //! - [`ws`]: the read-only WebSocket endpoints.
+//! - [`admission`]: connection caps and the Origin allow-list.
 //! - [`snapshot`]: the frame sent on connect.
 //! - [`api`]: the HTTP JSON API and its errors.
 //! - [`invoice`]: invoice and payment rows, totals and status.
@@ -30,6 +31,7 @@
 //! - [`cli`]: the `paywatch` command's helpers (invoice, pay, watch).
 
 pub mod address;
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod cli;

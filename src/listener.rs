@@ -380,7 +380,10 @@ impl Delivery {
         // queues while the next page is read, so one huge commit does not
         // overflow the queue of a client that reads at full speed.
         loop {
-            let events = match step.next_page(&self.pool, MAX_BATCH as i64).await {
+            // At most half a queue per page, so a page never fills the queue
+            // of a client that had drained the previous one.
+            let page = MAX_BATCH.min(self.hub.queue_capacity() / 2).max(1);
+            let events = match step.next_page(&self.pool, page as i64).await {
                 Ok(events) => events,
                 Err(error) => {
                     self.unfinished = Some(step);

@@ -7,17 +7,20 @@
 //! room, and [`crate::hub::Hub::publish`] only accepts events that
 //! [`crate::event::reload`] built from database rows.
 //!
-//! Close codes: 1000 normal, 1001 server shutting down, 1009 client message
-//! too big, 1011 server error (snapshot failed), 4000 client too slow (its
-//! queue filled up; reconnect to resync).
+//! Close codes: 1000 normal, 1001 server shutting down, 1002 protocol
+//! error, 1007 invalid UTF-8 in a text frame, 1008 too many frames per
+//! second, 1009 client message too big, 1011 server error (snapshot failed),
+//! 4000 client too slow (its queue filled up; reconnect to resync).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -36,6 +39,12 @@ use crate::snapshot;
 
 /// Close code: the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: the client broke the protocol.
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// Close code: a text frame was not valid UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code: the client sent frames faster than allowed.
+pub const CLOSE_POLICY: u16 = 1008;
 /// Close code: a client message was larger than the limit.
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the server could not serve the connection.
@@ -46,6 +55,8 @@ pub const CLOSE_TOO_SLOW: u16 = 4000;
 /// `/ws/jpp/invoice/{id}/`: one invoice's payments.
 pub async fn invoice_room(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -55,25 +66,35 @@ pub async fn invoice_room(
     if !invoice::exists(&state.pool, id).await? {
         return Err(ApiError::invoice_not_found(id));
     }
-    accept(state, Room::Invoice(id), after, upgrade)
+    accept(state, Room::Invoice(id), after, (peer, &headers), upgrade)
 }
 
 /// `/ws/watch/address/{address}/` and its legacy alias `/ws/watch/bch/{address}/`:
 /// every payment to one address.
 pub async fn address_room(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(address): Path<String>,
     query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let address = parse_address(&address)?;
     let after = parse_after(query)?;
-    accept(state, Room::Address(address), after, upgrade)
+    accept(
+        state,
+        Room::Address(address),
+        after,
+        (peer, &headers),
+        upgrade,
+    )
 }
 
 /// `/ws/watch/address/{address}/{token_id}/`: one token's payments to one address.
 pub async fn address_token_room(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path((address, token)): Path<(String, String)>,
     query: Result<Query<Resume>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -82,7 +103,13 @@ pub async fn address_token_room(
     let token = TokenId::parse(&token)
         .map_err(|e| ApiError::bad_request("invalid_token_id", e.to_string()))?;
     let after = parse_after(query)?;
-    accept(state, Room::AddressToken(address, token), after, upgrade)
+    accept(
+        state,
+        Room::AddressToken(address, token),
+        after,
+        (peer, &headers),
+        upgrade,
+    )
 }
 
 /// Query parameters of the room endpoints.
@@ -112,19 +139,27 @@ fn accept(
     state: AppState,
     room: Room,
     after: Option<Cursor>,
+    (peer, headers): (SocketAddr, &HeaderMap),
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
     if state.shutdown.is_cancelled() {
         return Err(ApiError::Unavailable("the server is shutting down"));
     }
+    // Held until the connection ends; refused here, before the upgrade.
+    let ticket = state
+        .admission
+        .admit(peer.ip(), headers.get(header::ORIGIN))?;
     let max = state.config.ws_max_message_bytes;
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
-            tasks.track_future(serve(socket, room, after, state))
+            tasks.track_future(async move {
+                serve(socket, room, after, state).await;
+                drop(ticket);
+            })
         }))
 }
 
@@ -194,6 +229,7 @@ async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppS
         }
     };
 
+    let mut rate = FrameRate::new(config.ws_max_frames_per_s);
     let mut ping = tokio::time::interval(config.ws_ping_interval());
     ping.reset();
     let mut heard_since_ping = true;
@@ -213,16 +249,19 @@ async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppS
             }
             incoming = stream.next() => {
                 heard_since_ping = true;
+                if !rate.allow() {
+                    return close(&mut sink, CLOSE_POLICY, "too many frames").await;
+                }
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ending::ClientLeft,
                     // Data frames are discarded unread; pings are answered by
                     // the protocol layer on this next read or write.
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
-                        if is_too_big(error) {
-                            return close(&mut sink, CLOSE_TOO_BIG, "message too big").await;
-                        }
-                        return Ending::Drop("read error");
+                        return match read_error(error) {
+                            Some((code, reason)) => close(&mut sink, code, reason).await,
+                            None => Ending::Drop("read error"),
+                        };
                     }
                 }
             }
@@ -267,12 +306,43 @@ async fn forward(
     sink.flush().await
 }
 
-fn is_too_big(error: axum::Error) -> bool {
+/// The close a read error deserves, if the peer can still be told.
+fn read_error(error: axum::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
-    matches!(
-        error.into_inner().downcast_ref::<Error>(),
-        Some(Error::Capacity(_))
-    )
+    match error.into_inner().downcast_ref::<Error>() {
+        Some(Error::Capacity(_)) => Some((CLOSE_TOO_BIG, "message too big")),
+        Some(Error::Utf8(_)) => Some((CLOSE_INVALID_DATA, "invalid UTF-8 in a text frame")),
+        Some(Error::Protocol(_)) => Some((CLOSE_PROTOCOL, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Counts a client's frames in one-second windows.
+struct FrameRate {
+    limit: u32,
+    window_start: tokio::time::Instant,
+    count: u32,
+}
+
+impl FrameRate {
+    fn new(limit: u32) -> Self {
+        FrameRate {
+            limit: limit.max(1),
+            window_start: tokio::time::Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Records one frame; false once the limit for this second is passed.
+    fn allow(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.limit
+    }
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
