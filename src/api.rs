@@ -254,6 +254,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     }
 }
 
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(&state.hub, &state.admission) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 /// Fallback for unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound {

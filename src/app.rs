@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::database::{self, DatabaseError};
 use crate::hub::Hub;
 use crate::listener::{self, ListenerConfig, ListenerError, ListenerStats};
+use crate::metrics::Metrics;
 use crate::{api, ws};
 
 /// What request handlers share.
@@ -28,6 +29,7 @@ pub struct AppState {
     pub(crate) pool: PgPool,
     pub(crate) hub: Arc<Hub>,
     pub(crate) admission: Arc<Admission>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: Arc<Config>,
     pub(crate) listener_ready: watch::Receiver<bool>,
     pub(crate) shutdown: CancellationToken,
@@ -98,6 +100,7 @@ impl App {
             state: AppState {
                 pool,
                 hub,
+                metrics: Arc::new(Metrics::new(&stats)),
                 admission: Admission::new(
                     config.max_connections,
                     config.max_connections_per_ip,
@@ -173,6 +176,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
         .route("/api/invoices", axum::routing::post(api::create_invoice))
         .route("/api/invoices/{id}", get(api::get_invoice))
         .route("/ws/jpp/invoice/{id}", get(ws::invoice_room))

@@ -25,6 +25,7 @@ use crate::rooms::Room;
 pub struct TrustedEvent {
     payment_id: PaymentId,
     xid: u64,
+    paid_at: DateTime<Utc>,
     rooms: Vec<Room>,
     frame: Utf8Bytes,
 }
@@ -38,6 +39,11 @@ impl TrustedEvent {
     /// The inserting transaction's id (`payments.xid`), the commit-safe cursor.
     pub fn xid(&self) -> u64 {
         self.xid
+    }
+
+    /// When the payment was recorded (`payments.paid_at`).
+    pub fn paid_at(&self) -> DateTime<Utc> {
+        self.paid_at
     }
 
     /// Rooms the payment goes to, derived from the reloaded row.
@@ -165,6 +171,7 @@ impl ReloadedRow {
             payment_id: PaymentId::from(self.id),
             // xid8 values start at 3 and fit in i64 for the life of any cluster.
             xid: self.xid as u64,
+            paid_at: self.paid_at,
             rooms: self.rooms(),
             frame: json.into(),
         })

@@ -26,6 +26,7 @@
 //! - [`admission`]: connection caps and the Origin allow-list.
 //! - [`snapshot`]: the frame sent on connect.
 //! - [`api`]: the HTTP JSON API and its errors.
+//! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`invoice`]: invoice and payment rows, totals and status.
 //! - [`ids`], [`address`], [`rooms`]: untrusted text parsed into types at the edge.
 //! - [`cli`]: the `paywatch` command's helpers (invoice, pay, watch).
@@ -43,6 +44,7 @@ pub mod hub;
 pub mod ids;
 pub mod invoice;
 pub mod listener;
+pub mod metrics;
 pub mod rooms;
 pub mod snapshot;
 pub mod ws;

@@ -25,9 +25,10 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
@@ -66,20 +67,44 @@ pub enum ListenerError {
     SelfTestFailed(Duration),
 }
 
-/// Counters of what the listener did, for tests, logs and metrics.
-#[derive(Debug, Default)]
+/// What the listener did, as Prometheus metrics (see [`crate::metrics`]),
+/// also readable directly by tests and logs.
+#[derive(Debug)]
 pub struct ListenerStats {
-    notifications: AtomicU64,
-    malformed: AtomicU64,
-    unknown: AtomicU64,
-    duplicates: AtomicU64,
-    published: AtomicU64,
-    recovered: AtomicU64,
-    reconnects: AtomicU64,
-    sweeps: AtomicU64,
+    pub(crate) notifications: Counter,
+    pub(crate) malformed: Counter,
+    pub(crate) unknown: Counter,
+    pub(crate) duplicates: Counter,
+    pub(crate) published: Counter,
+    pub(crate) recovered: Counter,
+    pub(crate) reconnects: Counter,
+    pub(crate) sweeps: Counter,
+    pub(crate) frames_queued: Counter,
+    pub(crate) evicted: Counter,
+    /// Seconds from a payment's `paid_at` to its frame being queued.
+    pub(crate) delay: Histogram,
 }
 
-/// A copy of [`ListenerStats`] at one moment.
+impl Default for ListenerStats {
+    fn default() -> Self {
+        ListenerStats {
+            notifications: Counter::default(),
+            malformed: Counter::default(),
+            unknown: Counter::default(),
+            duplicates: Counter::default(),
+            published: Counter::default(),
+            recovered: Counter::default(),
+            reconnects: Counter::default(),
+            sweeps: Counter::default(),
+            frames_queued: Counter::default(),
+            evicted: Counter::default(),
+            // 0.25 ms to about 8 s.
+            delay: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+        }
+    }
+}
+
+/// A copy of [`ListenerStats`]' counters at one moment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerCounts {
     /// Notifications received on the channel.
@@ -92,33 +117,38 @@ pub struct ListenerCounts {
     pub duplicates: u64,
     /// Events handed to the hub.
     pub published: u64,
-    /// Of those, events found by a sweep rather than a notification.
+    /// Of those, events no notification announced (lost, or found by a sweep).
     pub recovered: u64,
     /// Times the LISTEN connection was re-established.
     pub reconnects: u64,
-    /// Sweeps completed.
+    /// Timer and reconnect steps completed.
     pub sweeps: u64,
+    /// Frames queued to subscribers.
+    pub frames_queued: u64,
+    /// Subscribers dropped because their queue was full.
+    pub evicted: u64,
 }
 
 impl ListenerStats {
     /// Reads every counter.
     pub fn counts(&self) -> ListenerCounts {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ListenerCounts {
-            notifications: read(&self.notifications),
-            malformed: read(&self.malformed),
-            unknown: read(&self.unknown),
-            duplicates: read(&self.duplicates),
-            published: read(&self.published),
-            recovered: read(&self.recovered),
-            reconnects: read(&self.reconnects),
-            sweeps: read(&self.sweeps),
+            notifications: self.notifications.get(),
+            malformed: self.malformed.get(),
+            unknown: self.unknown.get(),
+            duplicates: self.duplicates.get(),
+            published: self.published.get(),
+            recovered: self.recovered.get(),
+            reconnects: self.reconnects.get(),
+            sweeps: self.sweeps.get(),
+            frames_queued: self.frames_queued.get(),
+            evicted: self.evicted.get(),
         }
     }
 }
 
-fn bump(counter: &AtomicU64, by: usize) {
-    counter.fetch_add(by as u64, Ordering::Relaxed);
+fn bump(counter: &Counter, by: usize) {
+    counter.inc_by(by as u64);
 }
 
 /// What the connection task tells the delivery loop.
@@ -399,7 +429,12 @@ impl Delivery {
                 if !hinted.contains(&id) {
                     recovered += 1;
                 }
+                let paid_at = event.paid_at();
                 let delivery = self.hub.publish(event);
+                let delay = (chrono::Utc::now() - paid_at).to_std().unwrap_or_default();
+                self.stats.delay.observe(delay.as_secs_f64());
+                bump(&self.stats.frames_queued, delivery.queued);
+                bump(&self.stats.evicted, delivery.evicted);
                 if delivery.evicted > 0 {
                     tracing::info!(payment_id = %id, evicted = delivery.evicted, "dropped subscribers whose queues were full");
                 }

@@ -144,3 +144,35 @@ async fn health_and_readiness() {
         "listener connected at start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_happened() {
+    let app = TestApp::spawn_with(|config| config.sweep_interval_ms = 600_000).await;
+    let invoice = app.create_invoice(1_000).await;
+    let (mut client, _) = app.invoice_client(invoice).await;
+    sqlx::query("select pg_notify('paywatch_payments', 'forged')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let id = app.pay_invoice(invoice, 10).await;
+    assert_eq!(client.next_event().await["event_id"], id);
+
+    let response = reqwest::get(app.http("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    for line in [
+        "paywatch_websocket_connections 1",
+        "paywatch_rooms 1",
+        "paywatch_events_published_total 1",
+        "paywatch_frames_queued_total 1",
+        "paywatch_notifications_malformed_total 1",
+        "paywatch_commit_to_queue_seconds_count 1",
+        "paywatch_slow_client_disconnects_total 0",
+        "paywatch_listener_reconnects_total 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+}

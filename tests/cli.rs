@@ -116,3 +116,33 @@ async fn migrate_is_repeatable_and_serve_refuses_an_unmigrated_database() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_logs_the_database_password() {
+    let database = TestDatabase::create().await;
+    let with_password = database.url.replacen("postgres@", "postgres:s3cret-pw@", 1);
+    assert!(with_password.contains("s3cret-pw"), "{with_password}");
+    let mut serve = paywatch(&with_password)
+        .arg("serve")
+        .env("PAYWATCH_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains("serving") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("serve starts");
+    serve.kill().await.unwrap();
+    assert!(log.contains("serving"), "{log}");
+    assert!(!log.contains("s3cret-pw"), "password in the log:\n{log}");
+}
