@@ -56,7 +56,14 @@ impl CashAddr {
             return Err(AddressError::Length);
         }
         let canonical = format!("{prefix}:{payload}");
-        cashaddr::Payload::from_str(&canonical).map_err(|_| AddressError::Invalid)?;
+        let decoded = cashaddr::Payload::from_str(&canonical).map_err(|_| AddressError::Invalid)?;
+        // The decoder ignores nonzero padding bits and the reserved version
+        // bit, so a checksum-valid text can be a second spelling of another
+        // address. Only the encoder's own spelling is accepted: one hash,
+        // one room.
+        if decoded.with_prefix(prefix) != canonical {
+            return Err(AddressError::Invalid);
+        }
         Ok(CashAddr(canonical))
     }
 

@@ -69,7 +69,12 @@ impl App {
         } else {
             database::check_schema(&pool).await?;
         }
-        let listen_pool = database::connect_listener(&located.options).await?;
+        let listen_options = match &config.listener_database_url {
+            Some(url) => url
+                .parse()
+                .map_err(|e| StartError::Database(DatabaseError::BadUrl(e)))?,
+            None => located.options.clone(),
+        };
 
         let hub = Hub::new(config.ws_queue);
         let stats = Arc::new(ListenerStats::default());
@@ -79,12 +84,13 @@ impl App {
         listener::start(
             listener::Listener {
                 pool: pool.clone(),
-                listen_pool,
+                listen_options,
                 hub: Arc::clone(&hub),
                 stats: Arc::clone(&stats),
                 ready: ready_tx,
                 config: ListenerConfig {
                     sweep_interval: config.sweep_interval(),
+                    heartbeat: config.listener_heartbeat(),
                 },
             },
             &tasks,

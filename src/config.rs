@@ -96,6 +96,17 @@ pub struct Config {
     #[arg(long, env = "PAYWATCH_ADDRESS_SNAPSHOT_LIMIT", default_value_t = 100)]
     pub address_snapshot_limit: i64,
 
+    /// PostgreSQL URL for the LISTEN connection, when DATABASE_URL goes
+    /// through a transaction-mode pooler (which breaks LISTEN). Unset: the
+    /// same database as the query pool.
+    #[arg(long, env = "PAYWATCH_LISTENER_DATABASE_URL", hide_env_values = true)]
+    pub listener_database_url: Option<String>,
+
+    /// Seconds between heartbeat NOTIFYs; a LISTEN connection silent for
+    /// three of them is replaced (it may be half open).
+    #[arg(long, env = "PAYWATCH_LISTENER_HEARTBEAT_S", default_value_t = 10)]
+    pub listener_heartbeat_s: u64,
+
     /// Milliseconds between safety sweeps that deliver payments whose
     /// notification was lost.
     #[arg(long, env = "PAYWATCH_SWEEP_INTERVAL_MS", default_value_t = 5000)]
@@ -115,6 +126,11 @@ impl Config {
     /// The write timeout.
     pub fn ws_write_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_write_timeout_s.max(1))
+    }
+
+    /// The listener heartbeat interval.
+    pub fn listener_heartbeat(&self) -> Duration {
+        Duration::from_secs(self.listener_heartbeat_s.max(1))
     }
 
     /// The sweep interval.

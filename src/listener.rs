@@ -30,13 +30,14 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::cursor::PgSnapshot;
+use crate::database::LISTENER_APPLICATION_NAME;
 use crate::event;
 use crate::hub::Hub;
 use crate::ids::PaymentId;
@@ -165,15 +166,18 @@ enum Signal {
 pub struct ListenerConfig {
     /// How often the safety sweep runs without a reconnect.
     pub sweep_interval: Duration,
+    /// How often a heartbeat NOTIFY is sent. A LISTEN connection that hears
+    /// nothing for three of these is presumed dead and replaced.
+    pub heartbeat: Duration,
 }
 
 /// What the listener needs.
 pub struct Listener {
     /// Pool for reloads and sweeps.
     pub pool: PgPool,
-    /// A pool of one connection reserved for LISTEN (so that connection can
-    /// carry its own `application_name`).
-    pub listen_pool: PgPool,
+    /// Where the LISTEN connection connects (directly to PostgreSQL, never
+    /// through a transaction-mode pooler).
+    pub listen_options: PgConnectOptions,
     /// Where events go.
     pub hub: Arc<Hub>,
     /// Counters to update.
@@ -195,14 +199,13 @@ pub async fn start(
 ) -> Result<(), ListenerError> {
     let Listener {
         pool,
-        listen_pool,
+        listen_options,
         hub,
         stats,
         ready,
         config,
     } = parts;
-    let mut listener = PgListener::connect_with(&listen_pool).await?;
-    listener.listen(CHANNEL).await?;
+    let mut listener = connect(&listen_options).await?;
     // Payments this snapshot sees committed before LISTEN was in place;
     // clients get them from snapshots. Everything later is delivered.
     let before = event::starting_point(&pool).await?;
@@ -216,8 +219,13 @@ pub async fn start(
         // next step delivers their payments all the same.
         let _ = signals.try_send(Signal::Payload(payload));
     }
+    tasks.spawn(heartbeat(pool.clone(), config.heartbeat, shutdown.clone()));
     tasks.spawn(receive(
-        listener,
+        Connection {
+            listener,
+            options: listen_options,
+            silence_limit: config.heartbeat * 3,
+        },
         signals,
         Arc::clone(&stats),
         ready,
@@ -261,43 +269,93 @@ async fn self_test(pool: &PgPool, listener: &mut PgListener) -> Result<Vec<Strin
     Ok(early)
 }
 
+/// A LISTEN connection on a pool of its own. A new pool per connection,
+/// because a connection presumed dead (half open: no error, just silence)
+/// cannot be trusted back into a pool: it would be handed out again.
+async fn connect(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options.clone().application_name(LISTENER_APPLICATION_NAME));
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Sends a NOTIFY on the channel every `every`, so a healthy LISTEN
+/// connection always hears something and a silent one can be told dead.
+/// (sqlx sets no TCP keepalive, so a half-open connection raises no error.)
+async fn heartbeat(pool: PgPool, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let sent = sqlx::query("select pg_notify($1, 'heartbeat')")
+            .bind(CHANNEL)
+            .execute(&pool);
+        if let Ok(Err(error)) = tokio::time::timeout(every, sent).await {
+            tracing::debug!(%error, "heartbeat NOTIFY failed");
+        }
+    }
+}
+
+/// The LISTEN connection and what is needed to replace it.
+struct Connection {
+    listener: PgListener,
+    options: PgConnectOptions,
+    /// Silence longer than this means the connection is dead.
+    silence_limit: Duration,
+}
+
 /// Owns the LISTEN connection. Nothing else awaits it, so it is never
-/// cancelled in the middle of reading a message.
+/// cancelled in the middle of reading a message, except when it is being
+/// thrown away for silence.
 async fn receive(
-    mut listener: PgListener,
+    mut connection: Connection,
     signals: mpsc::Sender<Signal>,
     stats: Arc<ListenerStats>,
     ready: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
     loop {
+        let silence = tokio::time::sleep(connection.silence_limit);
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,
-            received = listener.try_recv() => received,
+            received = connection.listener.try_recv() => Some(received),
+            _ = silence => None,
         };
         let signal = match received {
-            Ok(Some(notification)) => Signal::Payload(notification.payload().to_owned()),
-            Ok(None) => {
+            Some(Ok(Some(notification))) => Signal::Payload(notification.payload().to_owned()),
+            Some(Ok(None)) => {
                 // sqlx has already reconnected and re-issued LISTEN (eager
                 // reconnect); notifications sent while it was down are gone.
                 bump(&stats.reconnects, 1);
-                tracing::warn!(
-                    "listener connection lost and re-established; sweeping for missed payments"
-                );
+                tracing::warn!("listener connection lost and re-established; catching up");
                 Signal::Reconnected
             }
-            Err(error) => {
+            failure => {
                 ready.send_replace(false);
-                tracing::warn!(%error, "listener connection down; reconnecting");
-                // Reconnect here rather than in the next try_recv, which
-                // would reconnect silently: the sweep must know when
-                // notifications flow again.
-                if !relisten(&mut listener, &shutdown).await {
-                    return;
+                match failure {
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "listener connection down; reconnecting")
+                    }
+                    _ => tracing::warn!(
+                        silence = ?connection.silence_limit,
+                        "listener heard nothing, not even its heartbeat; replacing the connection"
+                    ),
                 }
+                // Reconnect here rather than in the next try_recv, which
+                // would reconnect silently: delivery must know when
+                // notifications flow again, to catch up.
+                let Some(listener) = reconnect(&connection.options, &shutdown).await else {
+                    return;
+                };
+                connection.listener = listener;
                 ready.send_replace(true);
                 bump(&stats.reconnects, 1);
-                tracing::info!("listener reconnected; sweeping for missed payments");
+                tracing::info!("listener reconnected; catching up");
                 Signal::Reconnected
             }
         };
@@ -307,17 +365,17 @@ async fn receive(
     }
 }
 
-/// Retries LISTEN with exponential backoff until it succeeds (true) or
-/// shutdown (false). LISTEN opens a new connection when there is none.
-async fn relisten(listener: &mut PgListener, shutdown: &CancellationToken) -> bool {
+/// Opens a new LISTEN connection, retrying with exponential backoff, until
+/// it succeeds or shutdown (`None`).
+async fn reconnect(options: &PgConnectOptions, shutdown: &CancellationToken) -> Option<PgListener> {
     let mut backoff = BACKOFF_MIN;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return false,
+            _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(backoff) => {}
         }
-        match listener.listen(CHANNEL).await {
-            Ok(()) => return true,
+        match connect(options).await {
+            Ok(listener) => return Some(listener),
             Err(error) => {
                 tracing::debug!(%error, ?backoff, "listener reconnect failed");
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -373,7 +431,7 @@ impl Delivery {
     fn parse(&self, payload: &str) -> Option<PaymentId> {
         bump(&self.stats.notifications, 1);
         let id = PaymentId::from_notify_payload(payload);
-        if id.is_none() && !payload.starts_with("self-test:") {
+        if id.is_none() && payload != "heartbeat" && !payload.starts_with("self-test:") {
             bump(&self.stats.malformed, 1);
             tracing::debug!(
                 payload_len = payload.len(),

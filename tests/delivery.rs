@@ -243,3 +243,103 @@ async fn one_large_commit_reaches_a_reading_client_in_full_and_in_order() {
         "every row of the commit, once, in insertion order"
     );
 }
+
+/// A TCP proxy to PostgreSQL whose open connections can be frozen: bytes stop
+/// flowing both ways but the sockets stay open, as on a half-open connection.
+struct FreezingProxy {
+    address: std::net::SocketAddr,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio_util::sync::CancellationToken>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: (String, u16)) -> FreezingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (registry, stopped) = (connections.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut inbound = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    accepted = listener.accept() => accepted.unwrap().0,
+                };
+                let freeze = tokio_util::sync::CancellationToken::new();
+                registry.lock().unwrap().push(freeze.clone());
+                let (upstream, stopped) = (upstream.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = freeze.cancelled() => {
+                            // Keep both sockets open, forwarding nothing.
+                            stopped.cancelled().await;
+                        }
+                    }
+                });
+            }
+        });
+        FreezingProxy {
+            address,
+            connections,
+            stop,
+        }
+    }
+
+    fn freeze_open_connections(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.cancel();
+        }
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_listener_connection_is_replaced_and_nothing_is_lost() {
+    let admin_url = std::env::var("DATABASE_URL").ok();
+    let server =
+        paywatch::database::locate_server(admin_url.as_deref(), &common::database_config())
+            .await
+            .unwrap();
+    let proxy = FreezingProxy::start((server.get_host().to_owned(), server.get_port())).await;
+    let proxy_port = proxy.address.port();
+    let app = TestApp::spawn_with(|config| {
+        // The LISTEN connection reaches the same database through the proxy.
+        let direct: sqlx::postgres::PgConnectOptions = config
+            .database
+            .database_url
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let proxied = direct.host("127.0.0.1").port(proxy_port);
+        config.listener_database_url =
+            Some(sqlx::ConnectOptions::to_url_lossy(&proxied).to_string());
+        config.listener_heartbeat_s = 1;
+        config.sweep_interval_ms = 600_000;
+    })
+    .await;
+    let shop = address(13);
+    let (mut client, _) = app.address_client(&shop).await;
+    let before = app.pay_address(&shop, 1).await;
+    assert_eq!(client.next_event().await["event_id"], before);
+
+    // The LISTEN connection goes silent without an error; a payment commits
+    // meanwhile and its notification is lost with the connection.
+    proxy.freeze_open_connections();
+    let during = app.pay_address(&shop, 2).await;
+    assert_eq!(
+        client.next_event().await["event_id"],
+        during,
+        "delivered once the silent connection was replaced"
+    );
+    assert!(app.stats.counts().reconnects >= 1);
+    let after = app.pay_address(&shop, 3).await;
+    assert_eq!(client.next_event().await["event_id"], after);
+}

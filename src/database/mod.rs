@@ -165,16 +165,6 @@ pub async fn connect(
         .await?)
 }
 
-/// A pool of exactly one connection for LISTEN, named so a DBA can tell it
-/// apart in pg_stat_activity.
-pub async fn connect_listener(options: &PgConnectOptions) -> Result<PgPool, DatabaseError> {
-    Ok(PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_lazy_with(options.clone().application_name(LISTENER_APPLICATION_NAME)))
-}
-
 /// Applies pending migrations.
 pub async fn migrate(pool: &PgPool) -> Result<(), DatabaseError> {
     MIGRATOR.run(pool).await?;

@@ -143,6 +143,10 @@ pub fn test_config(database: &TestDatabase) -> Config {
         ws_write_timeout_s: 10,
         address_snapshot_limit: 100,
         resume_max_events: 1000,
+        listener_database_url: None,
+        // Heartbeats are off in practice: tests that count notifications
+        // exactly want none; the watchdog test turns them on.
+        listener_heartbeat_s: 3600,
         sweep_interval_ms: 5000,
         shutdown_timeout_s: 5,
     }
