@@ -7,13 +7,23 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::routing::get;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+use tower_service::Service;
 
 use crate::admission::Admission;
 use crate::config::Config;
@@ -150,22 +160,20 @@ impl App {
         let token = state.shutdown.clone();
         let tasks = state.tasks.clone();
         let grace = state.config.shutdown_timeout();
+        let handshake_timeout = state.config.handshake_timeout();
         let router = router(state);
-        let stop = token.clone();
         tracing::info!(address = %self.listener.local_addr()?, "serving");
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let stop = token.clone();
+        let stopper = tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown => {}
                 _ = stop.cancelled() => {}
             }
             tracing::info!("shutting down");
             stop.cancel();
-        })
-        .await?;
+        });
+        serve_http(self.listener, router, handshake_timeout, grace, &token).await;
+        stopper.abort();
         token.cancel();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
@@ -175,6 +183,78 @@ impl App {
             );
         }
         Ok(())
+    }
+}
+
+/// Accepts connections until `stop`, then lets open HTTP exchanges finish.
+///
+/// Hand-rolled rather than `axum::serve` for one setting that it does not
+/// expose: a deadline on reading a request's headers, so a client that
+/// opens connections and never finishes its upgrade request (slowloris)
+/// holds nothing for long.
+async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    handshake_timeout: Duration,
+    grace: Duration,
+    stop: &CancellationToken,
+) {
+    // HTTP/1.1 only: browsers open WebSockets over it, and hyper's
+    // protocol auto-detection would wait for a first byte with no deadline.
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout);
+    let exchanges = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Running out of file descriptors, for one: back off
+                    // instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            // A Router is always ready, so it may be called without
+            // poll_ready.
+            router.clone().call(request)
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let stop = stop.clone();
+        exchanges.spawn(async move {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stop.cancelled() => {
+                    // Finish the exchange under way, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                tracing::debug!(%error, %peer, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // WebSocket connections have been upgraded away from hyper and are
+    // closed by the shutdown token; this waits for plain HTTP exchanges.
+    exchanges.close();
+    if tokio::time::timeout(grace, exchanges.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "some HTTP exchanges did not finish within the shutdown grace period"
+        );
     }
 }
 
@@ -200,5 +280,8 @@ fn router(state: AppState) -> Router {
         .route("/ws/watch/bch/{address}", get(ws::address_room))
         .route("/ws/watch/bch/{address}/", get(ws::address_room))
         .fallback(api::not_found)
+        // One span per request (method and path), which a WebSocket
+        // connection's own `ws` span then nests in.
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -64,6 +64,11 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Seconds a client has to send a complete HTTP request head (including
+    /// a WebSocket upgrade request) after connecting or between requests.
+    #[arg(long, env = "PAYWATCH_HANDSHAKE_TIMEOUT_S", default_value_t = 10)]
+    pub handshake_timeout_s: u64,
+
     /// Most frames a WebSocket client may send per second (more: close 1008).
     #[arg(long, env = "PAYWATCH_WS_MAX_FRAMES_PER_S", default_value_t = 20)]
     pub ws_max_frames_per_s: u32,
@@ -126,6 +131,11 @@ impl Config {
     /// The write timeout.
     pub fn ws_write_timeout(&self) -> Duration {
         Duration::from_secs(self.ws_write_timeout_s.max(1))
+    }
+
+    /// The request-head deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_s.max(1))
     }
 
     /// The listener heartbeat interval.

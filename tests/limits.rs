@@ -179,3 +179,25 @@ async fn floods_and_malformed_frames_get_their_close_codes_and_others_keep_being
     let real = app.pay_invoice(invoice, 5).await;
     assert_eq!(bystander.next_event().await["event_id"], real);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|config| config.handshake_timeout_s = 1).await;
+    let mut silent = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(b"GET /ws/watch/bch/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for (name, stream) in [("silent", &mut silent), ("slow", &mut slow)] {
+        let mut buffer = Vec::new();
+        // The server gives up on the request head and closes: the read ends.
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("server did not close the {name} connection"))
+            .ok();
+    }
+    // And it still serves complete requests.
+    let healthz = reqwest::get(app.http("/healthz")).await.unwrap();
+    assert_eq!(healthz.status().as_u16(), 200);
+}

@@ -136,6 +136,7 @@ pub fn test_config(database: &TestDatabase) -> Config {
         max_connections: 10_000,
         max_connections_per_ip: 256,
         allowed_origins: Vec::new(),
+        handshake_timeout_s: 10,
         ws_max_frames_per_s: 20,
         ws_max_message_bytes: 1024,
         ws_queue: 1024,
