@@ -45,8 +45,8 @@
 -- never migrates (with DATABASE_URL set it only checks the schema version).
 --
 -- Invoice creation. POST /api/invoices inserts into invoices, so it needs
--- INSERT there. The default role cannot, and the endpoint then answers 500
--- (and 403 before that if PAYWATCH_API_TOKEN is unset, the default). To let
+-- INSERT there. The default role cannot, and the endpoint then answers 403
+-- creation_not_permitted (creation_disabled if PAYWATCH_API_TOKEN is unset). To let
 -- this role create invoices, run the script with -v create_invoices=on: it
 -- adds INSERT on invoices' columns amount_sats, memo and expires_at only, the
 -- ones the endpoint writes (id and created_at keep their defaults). Even then

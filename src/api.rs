@@ -47,6 +47,11 @@ pub enum ApiError {
     /// Invoice creation is switched off.
     #[error("invoice creation is disabled: set PAYWATCH_API_TOKEN on the server to enable it")]
     CreationDisabled,
+    /// The service's database role may not insert invoices.
+    #[error(
+        "this server's database role may not create invoices (see the README's Least privilege section)"
+    )]
+    CreationNotPermitted,
     /// Not a WebSocket upgrade request on a WebSocket route.
     #[error("this endpoint only accepts WebSocket upgrade requests")]
     UpgradeRequired,
@@ -84,6 +89,7 @@ impl ApiError {
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::CreationDisabled => (StatusCode::FORBIDDEN, "creation_disabled"),
+            ApiError::CreationNotPermitted => (StatusCode::FORBIDDEN, "creation_not_permitted"),
             ApiError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "upgrade_required"),
             ApiError::TooManyConnections => {
                 (StatusCode::SERVICE_UNAVAILABLE, "too_many_connections")
@@ -210,7 +216,13 @@ pub async fn create_invoice(
     let Json(body) =
         body.map_err(|rejection| ApiError::bad_request("invalid_body", rejection.body_text()))?;
     let new = body.validate()?;
-    let created = invoice::create(&state.pool, &new).await?;
+    let created = invoice::create(&state.pool, &new).await.map_err(|error| {
+        match error.as_database_error().and_then(|e| e.code()) {
+            // insufficient_privilege: the read-only role, as documented.
+            Some(code) if code == "42501" => ApiError::CreationNotPermitted,
+            _ => ApiError::Internal(error),
+        }
+    })?;
     let location = format!("/api/invoices/{}", created.id);
     let mut response = (
         StatusCode::CREATED,

@@ -342,10 +342,10 @@ async fn the_reader_role_serves_every_push_and_cannot_write() {
     assert_eq!(event["invoice"]["status"], "paid");
 
     // Invoice creation over HTTP needs the optional grant: without it the
-    // INSERT is refused and the client sees only an internal error.
+    // INSERT is refused and the client is told why.
     let (status, body) = app.create_invoice().await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert_eq!(body["error"]["code"], "internal_error");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "creation_not_permitted");
 
     // Connected as the role: reading works, writing and creating do not.
     let mut reader = role.connect().await;
@@ -425,7 +425,7 @@ async fn invoice_creation_is_an_opt_in_that_a_rerun_takes_back() {
     // takes invoice creation back, also from paywatch's open connections.
     assert_succeeded(&run_script(&db, &role.name, &[]).await);
     let (status, body) = app.create_invoice().await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_denied(&mut reader, "insert into invoices (amount_sats) values (1)").await;
     assert_eq!(
         privileges(&mut reader, &role.name).await,
