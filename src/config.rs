@@ -54,7 +54,7 @@ pub struct Config {
     pub max_connections_per_ip: usize,
 
     /// Browser origins allowed to open WebSockets, comma-separated (e.g.
-    /// https://shop.example). Empty: any origin. Requests without an Origin
+    /// `https://shop.example`). Empty: any origin. Requests without an Origin
     /// header (non-browser clients) are always allowed.
     #[arg(
         long,

@@ -2,7 +2,7 @@
 //! belongs to and its wire frame, serialized once.
 //!
 //! [`TrustedEvent`] has private fields and no public constructor. The only
-//! code that builds one is in this module ([`next_step`] and [`backlog`]),
+//! code that builds one is in this module ([`Step`] and [`backlog`]),
 //! from rows it has just read from the `payments` and `invoices` tables. The hub only accepts this
 //! type, so nothing else in the process (the WebSocket layer included) can put
 //! a frame into a room. `tests/compile_fail/` proves that code outside this

@@ -4,14 +4,17 @@
 //! # The flow, one direction only
 //! ```text
 //! INSERT INTO payments ──trigger──▶ NOTIFY paywatch_payments, '<id>'
-//!   listener   parses the payload as an id (untrusted), reloads the row,
-//!              its invoice and totals                    (listener, event)
-//!   event      the only constructor of a TrustedEvent; rooms come from the
-//!              reloaded row; the frame is serialized once  (event, rooms)
+//!   listener   a notification is only a wake-up (its payload is untrusted);
+//!              each wake-up is a step: take a PostgreSQL snapshot, read the
+//!              payments it sees that the last step did not    (listener)
+//!   event      the only constructor of a TrustedEvent: rooms and content
+//!              come from the rows; frame and resume cursor serialized once
+//!                                                         (event, rooms, cursor)
 //!   hub        queues the event to each subscriber of its rooms; bounded
 //!              per-connection queues                      (hub)
-//!   ws         joins the room, sends the snapshot, forwards queued events;
-//!              client data frames are discarded           (ws, snapshot)
+//!   ws         admits, joins the room, sends the snapshot or the backlog
+//!              after a cursor, forwards queued events; client data frames
+//!              are discarded                  (admission, ws, snapshot)
 //! ```
 //! Nothing flows the other way: no module turns client input into an event.
 //!
@@ -19,8 +22,9 @@
 //! - [`app`]: builds the server and runs it until shutdown.
 //! - [`config`]: every setting and its default.
 //! - [`database`]: finds or starts PostgreSQL, connects, migrates.
-//! - [`listener`]: the LISTEN connection, reload, sweep and exactly-once delivery.
-//! - [`event`]: [`event::TrustedEvent`] and the reload query that builds it.
+//! - [`listener`]: the LISTEN connection, heartbeat, and exactly-once delivery in snapshot steps.
+//! - [`event`]: [`event::TrustedEvent`] and the queries that build it (steps, backlogs).
+//! - [`cursor`]: resume cursors and the PostgreSQL snapshots they are made of.
 //! - [`hub`]: rooms and per-connection queues.
 //! - [`ws`]: the read-only WebSocket endpoints.
 //! - [`admission`]: connection caps and the Origin allow-list.

@@ -4,7 +4,7 @@
 //! A notification is only a wake-up call. Its payload is untrusted (any role
 //! that can connect may NOTIFY any channel with any text) and never used as
 //! data: what gets delivered is decided by reading the `payments` table
-//! ([`crate::event::next_step`]), and rooms and content come from the rows.
+//! ([`crate::event::Step`]), and rooms and content come from the rows.
 //! Payloads are still parsed as payment ids, to count and log (at debug) the
 //! malformed ones, the ids that name no payment, and those already delivered.
 //!
@@ -189,7 +189,7 @@ pub struct Listener {
 }
 
 /// Starts the listener: LISTEN, prove with a NOTIFY round trip that
-/// notifications arrive, fix the starting horizon, then hand notifications to
+/// notifications arrive, take the starting snapshot, then hand notifications to
 /// the hub until `shutdown`. Returns once the listener is serving; its tasks
 /// are tracked by `tasks`.
 pub async fn start(

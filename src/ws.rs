@@ -5,7 +5,7 @@
 //! client's data frames are read (so that pings are answered and the socket is
 //! drained) and discarded unparsed: there is no path from a client frame to a
 //! room, and [`crate::hub::Hub::publish`] only accepts events that
-//! [`crate::event::reload`] built from database rows.
+//! [`crate::event`] built from database rows.
 //!
 //! Close codes: 1000 normal, 1001 server shutting down, 1002 protocol
 //! error, 1007 invalid UTF-8 in a text frame, 1008 too many frames per
