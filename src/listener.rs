@@ -23,7 +23,7 @@
 //! holds the snapshots' `xmin` back, which makes each step scan more rows,
 //! but delays nothing that has committed.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,6 +237,7 @@ pub async fn start(
         stats,
         before,
         unfinished: None,
+        unannounced: Unannounced::default(),
     };
     tasks.spawn(delivery.run(inbox, config, shutdown));
     Ok(())
@@ -278,6 +279,11 @@ async fn connect(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> 
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy_with(options.clone().application_name(LISTENER_APPLICATION_NAME));
     let mut listener = PgListener::connect_with(&pool).await?;
+    // Reconnecting is done by `receive`, which must know that it happened
+    // (to catch up and to report readiness); sqlx's own eager reconnect
+    // would retry inside try_recv for up to the acquire timeout while
+    // /readyz still said ready.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
     Ok(listener)
 }
@@ -328,19 +334,13 @@ async fn receive(
         };
         let signal = match received {
             Some(Ok(Some(notification))) => Signal::Payload(notification.payload().to_owned()),
-            Some(Ok(None)) => {
-                // sqlx has already reconnected and re-issued LISTEN (eager
-                // reconnect); notifications sent while it was down are gone.
-                bump(&stats.reconnects, 1);
-                tracing::warn!("listener connection lost and re-established; catching up");
-                Signal::Reconnected
-            }
             failure => {
                 ready.send_replace(false);
                 match failure {
                     Some(Err(error)) => {
                         tracing::warn!(%error, "listener connection down; reconnecting")
                     }
+                    Some(Ok(None)) => tracing::warn!("listener connection lost; reconnecting"),
                     _ => tracing::warn!(
                         silence = ?connection.silence_limit,
                         "listener heard nothing, not even its heartbeat; replacing the connection"
@@ -394,6 +394,39 @@ struct Delivery {
     before: PgSnapshot,
     /// A step that failed part way, to finish before starting another.
     unfinished: Option<event::Step>,
+    /// Payments delivered before their notification arrived.
+    unannounced: Unannounced,
+}
+
+/// Payments a step delivered before their notification was read, so the
+/// notification, when it comes, is recognised as late rather than counted
+/// as a repeat. Bounded: the oldest are forgotten first (a notification that
+/// never comes must not cost memory forever).
+#[derive(Debug, Default)]
+struct Unannounced {
+    ids: HashSet<PaymentId>,
+    order: VecDeque<PaymentId>,
+}
+
+impl Unannounced {
+    const CAPACITY: usize = 65_536;
+
+    fn insert(&mut self, id: PaymentId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+
+    /// Forgets `id`; whether it was there.
+    fn take(&mut self, id: &PaymentId) -> bool {
+        // Its entry in `order` goes when it reaches the front.
+        self.ids.remove(id)
+    }
 }
 
 impl Delivery {
@@ -441,20 +474,22 @@ impl Delivery {
         id
     }
 
-    async fn step_logged(&mut self, hinted: &[PaymentId], sweep: bool) {
-        match self.step(hinted, sweep).await {
+    async fn step_logged(&mut self, hinted: &[PaymentId], catch_up: bool) {
+        match self.step(hinted, catch_up).await {
             Ok(0) => {}
-            Ok(recovered) => {
-                tracing::info!(recovered, "delivered payments whose notification was lost")
-            }
+            Ok(recovered) => tracing::info!(
+                recovered,
+                "catch-up delivered payments ahead of, or without, their notification"
+            ),
             // `before` is unchanged, so the next step delivers these rows.
             Err(error) => tracing::warn!(%error, "delivery step failed; the next step will retry"),
         }
     }
 
-    /// Runs one step; returns how many payments it delivered that no
-    /// notification in `hinted` had announced.
-    async fn step(&mut self, hinted: &[PaymentId], sweep: bool) -> Result<usize, sqlx::Error> {
+    /// Runs one step. `catch_up` is true for the steps that no notification
+    /// triggered (the timer, a reconnect); returns how many payments such a
+    /// step delivered that no notification had announced.
+    async fn step(&mut self, hinted: &[PaymentId], catch_up: bool) -> Result<usize, sqlx::Error> {
         // A step that failed half way resumes where it stopped, so the pages
         // it already published are not published again.
         let mut step = match self.unfinished.take() {
@@ -485,7 +520,13 @@ impl Delivery {
                 let id = event.payment_id();
                 delivered.insert(id);
                 if !hinted.contains(&id) {
-                    recovered += 1;
+                    // Committed, but its notification (if any) is still on
+                    // its way: remember it so that notification is not
+                    // mistaken for a repeat.
+                    self.unannounced.insert(id);
+                    if catch_up {
+                        recovered += 1;
+                    }
                 }
                 let paid_at = event.paid_at();
                 let delivery = self.hub.publish(event);
@@ -500,7 +541,7 @@ impl Delivery {
         }
         bump(&self.stats.published, delivered.len());
         bump(&self.stats.recovered, recovered);
-        if sweep {
+        if catch_up {
             bump(&self.stats.sweeps, 1);
         }
         self.before = step.into_snapshot();
@@ -511,13 +552,13 @@ impl Delivery {
     /// Counts the notified ids this step did not deliver: already delivered
     /// (a repeated or forged notification), or naming no payment at all.
     async fn classify_leftovers(
-        &self,
+        &mut self,
         hinted: &HashSet<PaymentId>,
         delivered: &HashSet<PaymentId>,
     ) -> Result<(), sqlx::Error> {
         let leftovers: HashSet<i64> = hinted
             .iter()
-            .filter(|id| !delivered.contains(id))
+            .filter(|id| !delivered.contains(id) && !self.unannounced.take(id))
             .map(PaymentId::get)
             .collect();
         if leftovers.is_empty() {
