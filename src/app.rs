@@ -31,7 +31,7 @@ use crate::database::{self, DatabaseError};
 use crate::hub::Hub;
 use crate::listener::{self, ListenerConfig, ListenerError, ListenerStats};
 use crate::metrics::Metrics;
-use crate::{api, ws};
+use crate::{api, rpc, ws};
 
 /// What request handlers share.
 #[derive(Clone)]
@@ -277,6 +277,7 @@ fn router(state: AppState) -> Router {
             "/ws/watch/address/{address}/{token_id}/",
             get(ws::address_token_room),
         )
+        .route("/ws/rpc", get(rpc::endpoint))
         .route("/ws/watch/bch/{address}", get(ws::address_room))
         .route("/ws/watch/bch/{address}/", get(ws::address_room))
         .fallback(api::not_found)

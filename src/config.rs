@@ -97,6 +97,24 @@ pub struct Config {
     #[arg(long, env = "PAYWATCH_RESUME_MAX_EVENTS", default_value_t = 1000)]
     pub resume_max_events: i64,
 
+    /// Largest JSON-RPC request (one frame, batch included) on /ws/rpc, in
+    /// bytes; larger gets error -32600 (four times larger: close 1009).
+    #[arg(long, env = "PAYWATCH_RPC_MAX_REQUEST_BYTES", default_value_t = 16 * 1024)]
+    pub rpc_max_request_bytes: usize,
+
+    /// Most requests in one JSON-RPC batch (more: error -32600).
+    #[arg(long, env = "PAYWATCH_RPC_MAX_BATCH", default_value_t = 20)]
+    pub rpc_max_batch: usize,
+
+    /// JSON-RPC requests per second per connection (more: error -32000;
+    /// frames beyond four times this close the connection with 1008).
+    #[arg(long, env = "PAYWATCH_RPC_MAX_REQUESTS_PER_S", default_value_t = 20)]
+    pub rpc_max_requests_per_s: u32,
+
+    /// Subscriptions per JSON-RPC connection (more: error -32001).
+    #[arg(long, env = "PAYWATCH_RPC_MAX_SUBSCRIPTIONS", default_value_t = 32)]
+    pub rpc_max_subscriptions: usize,
+
     /// Most recent payments in an address room's snapshot.
     #[arg(long, env = "PAYWATCH_ADDRESS_SNAPSHOT_LIMIT", default_value_t = 100)]
     pub address_snapshot_limit: i64,

@@ -27,6 +27,7 @@
 //! - [`cursor`]: resume cursors and the PostgreSQL snapshots they are made of.
 //! - [`hub`]: rooms and per-connection queues.
 //! - [`ws`]: the read-only WebSocket endpoints.
+//! - [`rpc`]: JSON-RPC 2.0 at `/ws/rpc`: answers the caller, subscribes, never publishes.
 //! - [`admission`]: connection caps and the Origin allow-list.
 //! - [`snapshot`]: the frame sent on connect.
 //! - [`api`]: the HTTP JSON API and its errors.
@@ -50,6 +51,7 @@ pub mod invoice;
 pub mod listener;
 pub mod metrics;
 pub mod rooms;
+pub mod rpc;
 pub mod snapshot;
 pub mod ws;
 

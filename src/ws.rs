@@ -307,7 +307,7 @@ async fn forward(
 }
 
 /// The close a read error deserves, if the peer can still be told.
-fn read_error(error: axum::Error) -> Option<(u16, &'static str)> {
+pub(crate) fn read_error(error: axum::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
     match error.into_inner().downcast_ref::<Error>() {
         Some(Error::Capacity(_)) => Some((CLOSE_TOO_BIG, "message too big")),
@@ -318,14 +318,14 @@ fn read_error(error: axum::Error) -> Option<(u16, &'static str)> {
 }
 
 /// Counts a client's frames in one-second windows.
-struct FrameRate {
+pub(crate) struct FrameRate {
     limit: u32,
     window_start: tokio::time::Instant,
     count: u32,
 }
 
 impl FrameRate {
-    fn new(limit: u32) -> Self {
+    pub(crate) fn new(limit: u32) -> Self {
         FrameRate {
             limit: limit.max(1),
             window_start: tokio::time::Instant::now(),
@@ -334,7 +334,7 @@ impl FrameRate {
     }
 
     /// Records one frame; false once the limit for this second is passed.
-    fn allow(&mut self) -> bool {
+    pub(crate) fn allow(&mut self) -> bool {
         let now = tokio::time::Instant::now();
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
@@ -345,9 +345,9 @@ impl FrameRate {
     }
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+pub(crate) type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-async fn send_all(
+pub(crate) async fn send_all(
     sink: &mut Sink,
     messages: impl Iterator<Item = Message>,
     timeout: Duration,
@@ -369,15 +369,19 @@ async fn send(sink: &mut Sink, message: Message, timeout: Duration) -> bool {
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) -> Ending {
+    send_close(sink, code, reason).await;
+    Ending::Close(code, reason)
+}
+
+/// Sends a close frame; a peer that cannot take it is dropped all the same.
+pub(crate) async fn send_close(sink: &mut Sink, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    // A peer that cannot take the close frame is dropped all the same.
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         sink.send(Message::Close(Some(frame))),
     )
     .await;
-    Ending::Close(code, reason)
 }
