@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::App;
@@ -102,6 +102,17 @@ pub struct WatchArgs {
     /// Base URL of the paywatch server.
     #[arg(long, env = "PAYWATCH_URL", default_value = "ws://127.0.0.1:8080")]
     url: url::Url,
+    /// Subscribe through the JSON-RPC endpoint (/ws/rpc) instead of the room
+    /// endpoint; the output is the same.
+    #[arg(long)]
+    rpc: bool,
+    /// Print each frame as one JSON document per line, for scripts.
+    #[arg(long)]
+    json: bool,
+    /// Resume after this cursor (a frame's `cursor`) instead of starting
+    /// from a snapshot.
+    #[arg(long, conflicts_with = "rpc")]
+    after: Option<String>,
 }
 
 /// Runs a parsed command line.
@@ -214,13 +225,49 @@ pub fn room_path(
 async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let path = room_path(args.invoice, args.address.as_ref(), args.token_id.as_ref())
         .context("give an invoice id, or --address [--token-id]")?;
-    let url = args.url.join(&path)?;
+    let mut url = args.url.join(if args.rpc { "/ws/rpc" } else { &path })?;
+    if let Some(after) = &args.after {
+        url.query_pairs_mut().append_pair("after", after);
+    }
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .with_context(|| format!("connecting to {url}"))?;
+    if args.rpc {
+        let request = match (args.invoice, &args.address, &args.token_id) {
+            (Some(id), _, _) => {
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "invoice.subscribe", "params": {"id": id}})
+            }
+            (None, Some(address), token) => {
+                serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "address.subscribe", "params": {"address": address, "token_id": token}})
+            }
+            (None, None, _) => anyhow::bail!("give an invoice id, or --address [--token-id]"),
+        };
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await?;
+    }
     while let Some(message) = socket.next().await {
         match message? {
-            Message::Text(text) => println!("{text}"),
+            Message::Text(text) => {
+                let frame: serde_json::Value = serde_json::from_str(&text)?;
+                let event = if args.rpc {
+                    if let Some(error) = frame.get("error") {
+                        anyhow::bail!("subscribe failed: {}", error["message"]);
+                    }
+                    match frame.pointer("/params/event") {
+                        Some(event) => event.clone(),
+                        // The subscribe response itself.
+                        None => continue,
+                    }
+                } else {
+                    frame
+                };
+                if args.json {
+                    println!("{event}");
+                } else {
+                    println!("{}", describe(&event));
+                }
+            }
             Message::Close(frame) => {
                 if let Some(frame) = frame {
                     eprintln!("closed by server: {} {}", frame.code, frame.reason);
@@ -231,4 +278,47 @@ async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line for a person. Text from the database is printed escaped, so a
+/// memo cannot send control sequences to the terminal.
+fn describe(frame: &serde_json::Value) -> String {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("").escape_debug().to_string();
+    let invoice = |invoice: &serde_json::Value| {
+        format!(
+            "invoice {} {} {}/{} sats",
+            text(&invoice["id"]),
+            text(&invoice["status"]),
+            invoice["paid_sats"],
+            invoice["amount_sats"]
+        )
+    };
+    match frame["type"].as_str() {
+        Some("snapshot") => {
+            let payments = frame["payments"].as_array().map_or(0, Vec::len);
+            match frame.get("invoice") {
+                Some(found) => format!("snapshot  {}, {payments} payments", invoice(found)),
+                None => format!(
+                    "snapshot  {}, {payments} recent payments",
+                    text(&frame["address"])
+                ),
+            }
+        }
+        Some("payment_received") => {
+            let mut line = format!(
+                "payment   #{} {} sats txid {}",
+                frame["event_id"],
+                frame["amount_sats"],
+                text(&frame["txid"])
+            );
+            if frame["memo"].as_str().is_some_and(|m| !m.is_empty()) {
+                line.push_str(&format!(" memo \"{}\"", text(&frame["memo"])));
+            }
+            if frame["invoice"].is_object() {
+                line.push_str(&format!("  {}", invoice(&frame["invoice"])));
+            }
+            line
+        }
+        _ => frame.to_string(),
+    }
 }

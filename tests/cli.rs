@@ -38,7 +38,7 @@ async fn invoice_create_watch_and_pay_show_the_push() {
     let invoice: uuid::Uuid = invoice.parse().expect("invoice create prints the id");
 
     let mut watch = paywatch(url)
-        .args(["watch", &invoice.simple().to_string(), "--url"])
+        .args(["watch", &invoice.simple().to_string(), "--json", "--url"])
         .arg(app.ws_url(""))
         .stdout(Stdio::piped())
         .spawn()
@@ -145,4 +145,60 @@ async fn serve_never_logs_the_database_password() {
     serve.kill().await.unwrap();
     assert!(log.contains("serving"), "{log}");
     assert!(!log.contains("s3cret-pw"), "password in the log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_over_rpc_prints_the_room_frames_and_people_get_escaped_lines() {
+    let app = TestApp::spawn().await;
+    let url = &app.database.url;
+    let shop = common::address(50);
+    let watch = |extra: &[&str]| {
+        let mut command = paywatch(url);
+        command
+            .args(["watch", "--address", &shop, "--url"])
+            .arg(app.ws_url(""))
+            .args(extra);
+        command
+    };
+    let mut rpc = watch(&["--rpc", "--json"]);
+    let mut room = watch(&["--json"]);
+    let mut human = watch(&[]);
+    let mut rpc = rpc.stdout(Stdio::piped()).spawn().unwrap();
+    let mut room = room.stdout(Stdio::piped()).spawn().unwrap();
+    let mut human = human.stdout(Stdio::piped()).spawn().unwrap();
+    let mut readers: Vec<_> = [&mut rpc, &mut room, &mut human]
+        .into_iter()
+        .map(|child| BufReader::new(child.stdout.take().unwrap()).lines())
+        .collect();
+    let mut next = async |n: usize| {
+        tokio::time::timeout(WAIT, readers[n].next_line())
+            .await
+            .expect("a line within the wait")
+            .unwrap()
+            .expect("a line")
+    };
+    for n in 0..3 {
+        assert!(next(n).await.contains("snapshot"));
+    }
+    let id = output(paywatch(url).args([
+        "pay",
+        "--address",
+        &shop,
+        "--amount",
+        "7",
+        "--memo",
+        "\u{1b}[31mred",
+    ]))
+    .await;
+    let over_rpc: Value = serde_json::from_str(&next(0).await).unwrap();
+    let over_room: Value = serde_json::from_str(&next(1).await).unwrap();
+    assert_eq!(over_rpc, over_room, "--rpc prints the same event objects");
+    assert_eq!(over_rpc["event_id"].to_string(), id);
+    let line = next(2).await;
+    assert!(line.contains(&format!("#{id} 7 sats")), "{line}");
+    assert!(line.contains("\\u{1b}[31mred"), "memo escaped: {line}");
+    assert!(
+        !line.contains('\u{1b}'),
+        "no raw escape sequence reaches the terminal"
+    );
 }
