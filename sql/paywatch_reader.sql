@@ -48,8 +48,8 @@
 -- INSERT there. The default role cannot, and the endpoint then answers 403
 -- creation_not_permitted (creation_disabled if PAYWATCH_API_TOKEN is unset). To let
 -- this role create invoices, run the script with -v create_invoices=on: it
--- adds INSERT on invoices' columns amount_sats, memo and expires_at only, the
--- ones the endpoint writes (id and created_at keep their defaults). Even then
+-- adds INSERT on invoices' columns amount_sats, memo, expires_at and address
+-- only, the ones the endpoint writes (id and created_at keep their defaults). Even then
 -- the role can write no payment and can change or delete no row.
 --
 -- Running it again is harmless, and is how to update the role: it creates
@@ -138,7 +138,7 @@ grant select on public.invoices, public.payments, public._sqlx_migrations to :"r
 
 \if :create_invoices
 -- Optional: lets POST /api/invoices create invoices (see the header).
-grant insert (amount_sats, memo, expires_at) on public.invoices to :"role";
+grant insert (amount_sats, memo, expires_at, address) on public.invoices to :"role";
 \endif
 
 -- Check what the role can actually do, whatever the grants came from.

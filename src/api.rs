@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::address::CashAddr;
 use crate::app::AppState;
 use crate::ids::InvoiceId;
 use crate::invoice::{self, NewInvoice};
@@ -161,6 +162,9 @@ pub struct CreateInvoice {
     #[serde(default)]
     memo: String,
     expires_in_s: Option<i64>,
+    /// CashAddr to be paid to, in any spelling [`CashAddr::parse`] takes.
+    #[serde(default)]
+    address: Option<String>,
 }
 
 impl CreateInvoice {
@@ -184,10 +188,16 @@ impl CreateInvoice {
                 format!("expires_in_s must be between {MIN_EXPIRES_IN_S} and {MAX_EXPIRES_IN_S}"),
             ));
         }
+        let address = self
+            .address
+            .map(|text| CashAddr::parse(&text))
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))?;
         Ok(NewInvoice {
             amount_sats: self.amount_sats,
             memo: self.memo,
             expires_in_s,
+            address,
         })
     }
 }

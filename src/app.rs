@@ -31,7 +31,7 @@ use crate::database::{self, DatabaseError};
 use crate::hub::Hub;
 use crate::listener::{self, ListenerConfig, ListenerError, ListenerStats};
 use crate::metrics::Metrics;
-use crate::{api, rpc, ws};
+use crate::{api, page, rpc, ws};
 
 /// What request handlers share.
 #[derive(Clone)]
@@ -265,6 +265,10 @@ fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/api/invoices", axum::routing::post(api::create_invoice))
         .route("/api/invoices/{id}", get(api::get_invoice))
+        .route("/invoice/{id}", get(page::invoice_page))
+        .route("/invoice/{id}/", get(page::invoice_page))
+        .route("/static/page.js", get(page::page_js))
+        .route("/static/page.css", get(page::page_css))
         .route("/ws/jpp/invoice/{id}", get(ws::invoice_room))
         .route("/ws/jpp/invoice/{id}/", get(ws::invoice_room))
         .route("/ws/watch/address/{address}", get(ws::address_room))

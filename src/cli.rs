@@ -55,6 +55,9 @@ pub enum InvoiceCommand {
         /// Seconds until the invoice expires.
         #[arg(long, default_value_t = crate::api::DEFAULT_EXPIRES_IN_S)]
         expires_in: i64,
+        /// CashAddr the invoice is to be paid to (shown as a QR code on its page).
+        #[arg(long)]
+        address: Option<CashAddr>,
         /// Database settings.
         #[command(flatten)]
         database: DatabaseConfig,
@@ -131,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     amount,
                     memo,
                     expires_in,
+                    address,
                     database,
                 },
         } => {
@@ -142,6 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     amount_sats: amount,
                     memo,
                     expires_in_s: expires_in,
+                    address,
                 },
             )
             .await?;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::address::CashAddr;
 use crate::ids::InvoiceId;
 
 /// How far an invoice has been paid, as shown to merchants.
@@ -62,6 +63,8 @@ pub struct InvoiceView {
     pub memo: String,
     /// When the invoice was created.
     pub created_at: DateTime<Utc>,
+    /// Canonical CashAddr the invoice is to be paid to, if it names one.
+    pub address: Option<String>,
 }
 
 /// One payment, as clients see it in snapshots and the HTTP API.
@@ -103,6 +106,7 @@ struct InvoiceRow {
     expires_at: DateTime<Utc>,
     memo: String,
     created_at: DateTime<Utc>,
+    address: Option<String>,
     as_of: DateTime<Utc>,
 }
 
@@ -121,6 +125,7 @@ impl From<InvoiceRow> for InvoiceView {
             expires_at: row.expires_at,
             memo: row.memo,
             created_at: row.created_at,
+            address: row.address,
         }
     }
 }
@@ -160,7 +165,7 @@ pub(crate) async fn load_with_payments_in(
     id: InvoiceId,
 ) -> Result<Option<InvoiceWithPayments>, sqlx::Error> {
     let row: Option<InvoiceRow> = sqlx::query_as(
-        "select i.id, i.amount_sats, i.expires_at, i.memo, i.created_at, now() as as_of, \
+        "select i.id, i.amount_sats, i.expires_at, i.memo, i.created_at, i.address, now() as as_of, \
                 (select coalesce(sum(q.amount_sats), 0)::bigint from payments q where q.invoice_id = i.id) as paid_sats \
          from invoices i where i.id = $1",
     )
@@ -199,21 +204,37 @@ pub struct NewInvoice {
     pub memo: String,
     /// Seconds until the invoice expires.
     pub expires_in_s: i64,
+    /// Address the invoice is to be paid to, if any.
+    pub address: Option<CashAddr>,
 }
 
 /// Inserts an invoice and returns it with its (zero) totals.
+///
+/// Without an address the INSERT names only `amount_sats`, `memo` and
+/// `expires_at`, the columns a reader role with `create_invoices=on` may
+/// write (`sql/paywatch_reader.sql`).
 pub async fn create(pool: &PgPool, new: &NewInvoice) -> Result<InvoiceView, sqlx::Error> {
-    let row: InvoiceRow = sqlx::query_as(
-        "insert into invoices (amount_sats, memo, expires_at) \
-         values ($1, $2, now() + make_interval(secs => $3)) \
-         returning id, amount_sats, 0::bigint as paid_sats, expires_at, memo, created_at, now() as as_of",
-    )
-    .bind(new.amount_sats)
-    .bind(&new.memo)
-    .bind(new.expires_in_s as f64)
-    .fetch_one(pool)
-    .await?;
-    Ok(row.into())
+    let address = new.address.as_ref();
+    const RETURNING: &str = "returning id, amount_sats, 0::bigint as paid_sats, expires_at, memo, \
+                             created_at, address, now() as as_of";
+    let query = match address {
+        None => format!(
+            "insert into invoices (amount_sats, memo, expires_at) \
+             values ($1, $2, now() + make_interval(secs => $3)) {RETURNING}"
+        ),
+        Some(_) => format!(
+            "insert into invoices (amount_sats, memo, expires_at, address) \
+             values ($1, $2, now() + make_interval(secs => $3), $4) {RETURNING}"
+        ),
+    };
+    let mut insert = sqlx::query_as::<_, InvoiceRow>(&query)
+        .bind(new.amount_sats)
+        .bind(&new.memo)
+        .bind(new.expires_in_s as f64);
+    if let Some(address) = address {
+        insert = insert.bind(address.as_str());
+    }
+    Ok(insert.fetch_one(pool).await?.into())
 }
 
 #[cfg(test)]

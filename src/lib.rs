@@ -31,6 +31,7 @@
 //! - [`admission`]: connection caps and the Origin allow-list.
 //! - [`snapshot`]: the frame sent on connect.
 //! - [`api`]: the HTTP JSON API and its errors.
+//! - [`page`]: the invoice page (`/invoice/{id}`), its script and style sheet.
 //! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`invoice`]: invoice and payment rows, totals and status.
 //! - [`ids`], [`address`], [`rooms`]: untrusted text parsed into types at the edge.
@@ -50,6 +51,7 @@ pub mod ids;
 pub mod invoice;
 pub mod listener;
 pub mod metrics;
+pub mod page;
 pub mod rooms;
 pub mod rpc;
 pub mod snapshot;
