@@ -118,11 +118,12 @@ pub struct ListenerCounts {
     pub duplicates: u64,
     /// Events handed to the hub.
     pub published: u64,
-    /// Of those, events no notification announced (lost, or found by a sweep).
+    /// Of those, events delivered by a catch-up step (timer, reconnect, or a
+    /// wake-up that named no payment) ahead of, or without, their notification.
     pub recovered: u64,
     /// Times the LISTEN connection was re-established.
     pub reconnects: u64,
-    /// Timer and reconnect steps completed.
+    /// Catch-up steps completed.
     pub sweeps: u64,
     /// Frames queued to subscribers.
     pub frames_queued: u64,
@@ -475,6 +476,10 @@ impl Delivery {
     }
 
     async fn step_logged(&mut self, hinted: &[PaymentId], catch_up: bool) {
+        // A step no payment notification asked for (timer, reconnect,
+        // heartbeat, a forged payload) is catch-up too: what it finds, no
+        // notification had announced yet.
+        let catch_up = catch_up || hinted.is_empty();
         match self.step(hinted, catch_up).await {
             Ok(0) => {}
             Ok(recovered) => tracing::info!(

@@ -36,7 +36,8 @@ use crate::invoice;
 use crate::rooms::Room;
 use crate::snapshot;
 use crate::ws::{
-    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_SLOW, FrameRate, read_error, send_all, send_close,
+    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_SLOW, FrameRate, READ_BUFFER_BYTES,
+    WRITE_BUFFER_BYTES, read_error, send_all, send_close,
 };
 
 const PARSE_ERROR: i64 = -32700;
@@ -75,6 +76,8 @@ pub async fn endpoint(
     Ok(upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
             tasks.track_future(

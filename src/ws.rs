@@ -52,6 +52,14 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 /// Close code: the client did not read fast enough and its queue filled up.
 pub const CLOSE_TOO_SLOW: u16 = 4000;
 
+/// Read buffer per connection. The protocol library's default (128 KiB,
+/// zero-filled on first read) would cost every idle connection 128 KiB of
+/// memory; read-only endpoints read nothing but small control frames.
+pub(crate) const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes collected before a write reaches the socket; writes are flushed
+/// per batch anyway, so a small target only saves memory.
+pub(crate) const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `/ws/jpp/invoice/{id}/`: one invoice's payments.
 pub async fn invoice_room(
     State(state): State<AppState>,
@@ -154,6 +162,8 @@ fn accept(
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let tasks = state.tasks.clone();
             tasks.track_future(async move {
