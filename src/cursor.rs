@@ -25,6 +25,19 @@ use std::fmt;
 /// Longest cursor text accepted.
 const MAX_CURSOR_LEN: usize = 16 * 1024;
 
+/// A number as this server writes it: decimal digits, no sign, no leading
+/// zero. One spelling per cursor, as for every other identifier.
+fn number(text: &str) -> Result<u64, CursorError> {
+    let canonical = !text.is_empty()
+        && text.len() <= 20
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if !canonical {
+        return Err(CursorError);
+    }
+    text.parse().map_err(|_| CursorError)
+}
+
 /// A PostgreSQL snapshot (`pg_snapshot`): which transactions' effects it sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSnapshot {
@@ -47,12 +60,6 @@ impl PgSnapshot {
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(CursorError);
-        };
-        let number = |t: &str| -> Result<u64, CursorError> {
-            if t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(CursorError);
-            }
-            t.parse().map_err(|_| CursorError)
         };
         let (xmin, xmax) = (number(xmin)?, number(xmax)?);
         let xip = if xip.is_empty() {
@@ -131,8 +138,8 @@ impl Cursor {
         match parts.as_slice() {
             [snapshot] => Ok(Cursor::at(PgSnapshot::parse(snapshot)?)),
             [before, step, xid, id] => {
-                let xid: u64 = xid.parse().map_err(|_| CursorError)?;
-                let id: i64 = id.parse().map_err(|_| CursorError)?;
+                let xid = number(xid)?;
+                let id = i64::try_from(number(id)?).map_err(|_| CursorError)?;
                 Ok(Cursor {
                     before: PgSnapshot::parse(before)?,
                     step: PgSnapshot::parse(step)?,
