@@ -18,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -108,9 +108,7 @@ impl App {
         )
         .await?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError::Bind(config.listen, e))?;
+        let listener = bind(config.listen).map_err(|e| StartError::Bind(config.listen, e))?;
         Ok(App {
             listener,
             state: AppState {
@@ -184,6 +182,22 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Pending connections the kernel may queue before paywatch accepts them.
+/// tokio's default (1024) overflows when thousands of clients reconnect at
+/// once, and each overflowed SYN is retried only after a second. The kernel
+/// caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Accepts connections until `stop`, then lets open HTTP exchanges finish.
