@@ -19,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::{Map, Value, json};
@@ -36,8 +36,8 @@ use crate::invoice;
 use crate::rooms::Room;
 use crate::snapshot;
 use crate::ws::{
-    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_SLOW, FrameRate, READ_BUFFER_BYTES,
-    WRITE_BUFFER_BYTES, read_error, send_all, send_close,
+    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_SLOW, FrameRate, admit, read_error, send_all,
+    send_close,
 };
 
 const PARSE_ERROR: i64 = -32700;
@@ -61,33 +61,22 @@ pub async fn endpoint(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::Unavailable("the server is shutting down"));
-    }
-    let ticket = state
-        .admission
-        .admit(peer.ip(), headers.get(header::ORIGIN))?;
     let hard = state
         .config
         .rpc_max_request_bytes
         .saturating_mul(4)
         .clamp(1024, HARD_MESSAGE_LIMIT);
-    Ok(upgrade
-        .max_message_size(hard)
-        .max_frame_size(hard)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            let tasks = state.tasks.clone();
-            tasks.track_future(
-                async move {
-                    Session::new(state).run(socket).await;
-                    drop(ticket);
-                }
-                .instrument(tracing::info_span!("rpc", %peer)),
-            )
-        }))
+    let (upgrade, ticket) = admit(&state, (peer, &headers), upgrade, hard)?;
+    Ok(upgrade.on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(
+            async move {
+                Session::new(state).run(socket).await;
+                drop(ticket);
+            }
+            .instrument(tracing::info_span!("rpc", %peer)),
+        )
+    }))
 }
 
 /// A JSON-RPC error object.

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::address::CashAddr;
+use crate::admission::Ticket;
 use crate::api::{ApiError, parse_invoice_id};
 use crate::app::AppState;
 use crate::cursor::{Cursor, PgSnapshot};
@@ -55,10 +56,10 @@ pub const CLOSE_TOO_SLOW: u16 = 4000;
 /// Read buffer per connection. The protocol library's default (128 KiB,
 /// zero-filled on first read) would cost every idle connection 128 KiB of
 /// memory; read-only endpoints read nothing but small control frames.
-pub(crate) const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes collected before a write reaches the socket; writes are flushed
 /// per batch anyway, so a small target only saves memory.
-pub(crate) const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// `/ws/jpp/invoice/{id}/`: one invoice's payments.
 pub async fn invoice_room(
@@ -141,36 +142,48 @@ fn parse_address(text: &str) -> Result<CashAddr, ApiError> {
     CashAddr::parse(text).map_err(|e| ApiError::bad_request("invalid_address", e.to_string()))
 }
 
+/// Checks an upgrade request against shutdown and admission (refusing
+/// before the upgrade), and sets its message limit and small buffers. The
+/// ticket must be held for the connection's life.
+pub(crate) fn admit(
+    state: &AppState,
+    (peer, headers): (SocketAddr, &HeaderMap),
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    max_message: usize,
+) -> Result<(WebSocketUpgrade, Ticket), ApiError> {
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::Unavailable("the server is shutting down"));
+    }
+    let ticket = state
+        .admission
+        .admit(peer.ip(), headers.get(header::ORIGIN))?;
+    let upgrade = upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES);
+    Ok((upgrade, ticket))
+}
+
 /// The room is valid: upgrade, with the read side kept small, since nothing
 /// a client says is ever used.
 fn accept(
     state: AppState,
     room: Room,
     after: Option<Cursor>,
-    (peer, headers): (SocketAddr, &HeaderMap),
+    client: (SocketAddr, &HeaderMap),
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::Unavailable("the server is shutting down"));
-    }
-    // Held until the connection ends; refused here, before the upgrade.
-    let ticket = state
-        .admission
-        .admit(peer.ip(), headers.get(header::ORIGIN))?;
     let max = state.config.ws_max_message_bytes;
-    Ok(upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            let tasks = state.tasks.clone();
-            tasks.track_future(async move {
-                serve(socket, room, after, state).await;
-                drop(ticket);
-            })
-        }))
+    let (upgrade, ticket) = admit(&state, client, upgrade, max)?;
+    Ok(upgrade.on_upgrade(move |socket| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(async move {
+            serve(socket, room, after, state).await;
+            drop(ticket);
+        })
+    }))
 }
 
 enum Ending {
