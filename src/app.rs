@@ -234,6 +234,11 @@ async fn serve_http(
                 }
             },
         };
+        // Frames are written whole and flushed at once; Nagle's algorithm
+        // would only hold a frame back until the previous one is acked.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
+        }
         let router = router.clone();
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));

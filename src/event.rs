@@ -239,20 +239,26 @@ impl Step {
         }
         // Read in a later statement than the snapshot, the rows see at least
         // everything the snapshot sees; the filter keeps exactly that.
+        //
+        // Payments `before` does not see have `xid >= before.xmin`, and ids
+        // are positive, so the page starts after the later of `(xmin, 0)`
+        // and the last row delivered. That is one row comparison: given a
+        // separate `xid >=` key as well, PostgreSQL starts the index scan at
+        // the row comparison and checks the other key on every entry, so
+        // each step read the whole (xid, id) index.
+        let start = self.last.max((self.before.xmin(), 0));
         let rows: Vec<ReloadedRow> = sqlx::query_as(&format!(
             "select {PAYMENT_COLUMNS}, {ROW_SELECT} \
-             where p.xid >= $1::text::xid8 \
-               and pg_visible_in_snapshot(p.xid, $2::text::pg_snapshot) \
-               and not pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
-               and (p.xid, p.id) > ($4::text::xid8, $5) \
+             where (p.xid, p.id) > ($1::text::xid8, $2) \
+               and pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
+               and not pg_visible_in_snapshot(p.xid, $4::text::pg_snapshot) \
              order by p.xid, p.id \
-             limit $6"
+             limit $5"
         ))
-        .bind(self.before.xmin().to_string())
+        .bind(start.0.to_string())
+        .bind(start.1)
         .bind(self.step.to_string())
         .bind(self.before.to_string())
-        .bind(self.last.0.to_string())
-        .bind(self.last.1)
         .bind(page)
         .fetch_all(pool)
         .await?;

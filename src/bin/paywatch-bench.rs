@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -74,9 +75,14 @@ struct Args {
     /// Override the scenario's payments per second (0: as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
-    /// Override the scenario's duration in seconds.
+    /// Override the scenario's measured duration in seconds.
     #[arg(long)]
     seconds: Option<f64>,
+    /// Override the scenario's warm-up: seconds of the same load before
+    /// measuring. Warm-up payments are checked for loss, duplicates and
+    /// leaks, but leave latency, rates and CPU time out.
+    #[arg(long)]
+    warmup: Option<f64>,
     /// Writer connections.
     #[arg(long, default_value_t = 4)]
     writers: usize,
@@ -97,6 +103,7 @@ struct Plan {
     clients_per_room: usize,
     rate: f64,
     seconds: f64,
+    warmup: f64,
 }
 
 impl Plan {
@@ -108,6 +115,7 @@ impl Plan {
                 clients_per_room: 5,
                 rate: 1500.0,
                 seconds: 20.0,
+                warmup: 5.0,
             },
             Scenario::Burst => Plan {
                 invoice_rooms: 200,
@@ -115,6 +123,7 @@ impl Plan {
                 clients_per_room: 5,
                 rate: 0.0,
                 seconds: 10.0,
+                warmup: 2.0,
             },
             Scenario::FanOut => Plan {
                 invoice_rooms: 1,
@@ -122,6 +131,7 @@ impl Plan {
                 clients_per_room: 5000,
                 rate: 5.0,
                 seconds: 20.0,
+                warmup: 2.0,
             },
             Scenario::IdleConns => Plan {
                 invoice_rooms: 100,
@@ -129,6 +139,7 @@ impl Plan {
                 clients_per_room: 100,
                 rate: 0.0,
                 seconds: 0.0,
+                warmup: 0.0,
             },
             Scenario::ReconnectStorm => Plan {
                 invoice_rooms: 100,
@@ -136,6 +147,7 @@ impl Plan {
                 clients_per_room: 100,
                 rate: 0.0,
                 seconds: 0.0,
+                warmup: 0.0,
             },
             Scenario::Smoke => Plan {
                 invoice_rooms: 4,
@@ -143,6 +155,7 @@ impl Plan {
                 clients_per_room: 3,
                 rate: 50.0,
                 seconds: 2.0,
+                warmup: 0.5,
             },
         };
         if let Some(rooms) = args.rooms {
@@ -157,6 +170,9 @@ impl Plan {
         }
         if let Some(seconds) = args.seconds {
             plan.seconds = seconds;
+        }
+        if let Some(warmup) = args.warmup {
+            plan.warmup = warmup;
         }
         plan
     }
@@ -309,6 +325,14 @@ async fn connect_all(
     Ok((handles, started.elapsed()))
 }
 
+/// Client protocol settings. The library's default 128 KiB read buffer is
+/// zero-filled up to its capacity before every read; at one frame per read
+/// that memset alone cost the load generator about as much CPU per frame as
+/// the server spends, and showed up as latency.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 /// One client: connects, waits for its snapshot, then records every
 /// `payment_received` frame until `stop`.
 async fn client(
@@ -319,9 +343,10 @@ async fn client(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<Seen> {
     let started = Instant::now();
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(client_config()), true)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
     // The snapshot is the first frame.
     let first = socket
         .next()
@@ -343,9 +368,8 @@ async fn client(
         let Some(message) = message else { break };
         if let Message::Text(text) = message? {
             let received = Instant::now();
-            let frame: Frame = serde_json::from_str(&text)?;
-            if frame.r#type == "payment_received" {
-                frames.push((frame.event_id, received));
+            if let Some(id) = payment_event_id(&text)? {
+                frames.push((id, received));
             }
         }
     }
@@ -354,6 +378,22 @@ async fn client(
         frames,
         connected_in,
     })
+}
+
+/// The `event_id` of a `payment_received` frame, `None` for other frames.
+/// paywatch writes `type` and `event_id` first, so that layout is read
+/// without a JSON parse (the load generator's time per frame is part of
+/// every latency it reports); any other layout falls back to a parse.
+fn payment_event_id(text: &str) -> anyhow::Result<Option<i64>> {
+    const PREFIX: &str = r#"{"type":"payment_received","event_id":"#;
+    if let Some(rest) = text.strip_prefix(PREFIX) {
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        return Ok(Some(rest[..end].parse().context("event_id")?));
+    }
+    let frame: Frame = serde_json::from_str(text)?;
+    Ok((frame.r#type == "payment_received").then_some(frame.event_id))
 }
 
 /// One writer: inserts at `rate` per second (0: as fast as it can) until
@@ -502,9 +542,13 @@ async fn main() -> anyhow::Result<()> {
 
     let ledger: Ledger = Arc::new(Mutex::new(HashMap::new()));
     let write_started = Instant::now();
-    let mut inserted = 0;
+    let measure_start = write_started + Duration::from_secs_f64(plan.warmup);
+    let warmed = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_start.into()).await;
+        sample(pid)
+    });
     if plan.seconds > 0.0 {
-        let until = write_started + Duration::from_secs_f64(plan.seconds);
+        let until = measure_start + Duration::from_secs_f64(plan.seconds);
         let mut writers = Vec::new();
         for w in 0..args.writers {
             writers.push(tokio::spawn(writer(
@@ -517,10 +561,11 @@ async fn main() -> anyhow::Result<()> {
             )));
         }
         for w in writers {
-            inserted += w.await??;
+            w.await??;
         }
     }
-    let write_seconds = write_started.elapsed().as_secs_f64();
+    let write_seconds = measure_start.elapsed().as_secs_f64();
+    let warmed = warmed.await?;
     // Let the last frames arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded = sample(pid);
@@ -534,8 +579,14 @@ async fn main() -> anyhow::Result<()> {
                 map.entry(*room).or_default().insert(*id);
                 map
             });
+    let inserted = ledger
+        .values()
+        .filter(|(_, committed)| *committed >= measure_start)
+        .count() as u64;
+    let warmup_payments = ledger.len() as u64 - inserted;
     let (mut expected, mut received, mut duplicates, mut leaks, mut missing) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut measured_frames = 0u64;
     let mut delays_us: Vec<u64> = Vec::new();
     let mut storm_us: Vec<u64> = Vec::new();
     for handle in handles {
@@ -551,7 +602,10 @@ async fn main() -> anyhow::Result<()> {
             }
             match ledger.get(id) {
                 Some((room, committed)) if *room == seen.room => {
-                    delays_us.push(at.saturating_duration_since(*committed).as_micros() as u64)
+                    if *committed >= measure_start {
+                        measured_frames += 1;
+                        delays_us.push(at.saturating_duration_since(*committed).as_micros() as u64);
+                    }
                 }
                 _ => leaks += 1,
             }
@@ -561,7 +615,7 @@ async fn main() -> anyhow::Result<()> {
     delays_us.sort_unstable();
     storm_us.sort_unstable();
 
-    let cpu_s = match (connected, loaded) {
+    let cpu_s = match (warmed.or(connected), loaded) {
         (Some(a), Some(b)) => Some((b.cpu_ticks - a.cpu_ticks) as f64 / TICKS_PER_S),
         _ => None,
     };
@@ -577,7 +631,7 @@ async fn main() -> anyhow::Result<()> {
         0.0
     };
     let delivered_rate = if write_seconds > 0.0 {
-        received as f64 / write_seconds
+        measured_frames as f64 / write_seconds
     } else {
         0.0
     };
@@ -587,8 +641,11 @@ async fn main() -> anyhow::Result<()> {
         "rooms": plan.room_count(),
         "writers": args.writers,
         "target_rate": plan.rate,
+        "warmup_seconds": plan.warmup,
         "seconds": write_seconds,
+        "warmup_payments": warmup_payments,
         "payments_inserted": inserted,
+        "frames_measured": measured_frames,
         "insert_rate": insert_rate,
         "frames_expected": expected,
         "frames_received": received,
@@ -615,7 +672,7 @@ async fn main() -> anyhow::Result<()> {
             "rss_loaded_kb": loaded.map(|s| s.rss_kb),
             "rss_per_connection_kb": rss_per_conn_kb,
             "cpu_s_under_load": cpu_s,
-            "cpu_us_per_frame": cpu_s.filter(|_| received > 0).map(|s| s * 1e6 / received as f64),
+            "cpu_us_per_frame": cpu_s.filter(|_| measured_frames > 0).map(|s| s * 1e6 / measured_frames as f64),
         },
         "ceiling": {
             "inserts_per_s_with_notify_trigger": ceiling_notify,
@@ -645,7 +702,8 @@ fn summary(result: &serde_json::Value) -> String {
         ("scenario", "/scenario"),
         ("clients", "/clients"),
         ("rooms", "/rooms"),
-        ("payments inserted", "/payments_inserted"),
+        ("warm-up payments", "/warmup_payments"),
+        ("payments inserted (measured)", "/payments_inserted"),
         ("insert rate /s", "/insert_rate"),
         ("frames expected", "/frames_expected"),
         ("frames received", "/frames_received"),
