@@ -208,7 +208,7 @@ impl Session {
     }
 
     async fn run(mut self, socket: WebSocket) {
-        let (mut sink, mut stream) = socket.split();
+        let mut socket = socket;
         let write_timeout = self.state.config.ws_write_timeout();
         let mut ping = tokio::time::interval(self.state.config.ws_ping_interval());
         ping.reset();
@@ -219,18 +219,18 @@ impl Session {
         loop {
             let outgoing: Vec<Message> = tokio::select! {
                 _ = self.state.shutdown.cancelled() => {
-                    return send_close(&mut sink, CLOSE_GOING_AWAY, "server shutting down").await;
+                    return send_close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
                 }
                 Some((subscription, event)) = self.feeds.next() => {
                     let Some(event) = event else {
-                        return send_close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
+                        return send_close(&mut socket, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
                     };
                     self.notification(&subscription, &event).into_iter().map(|n| Message::Text(n.into())).collect()
                 }
-                incoming = stream.next() => {
+                incoming = socket.recv() => {
                     heard_since_ping = true;
                     if !frames.allow() {
-                        return send_close(&mut sink, CLOSE_POLICY, "too many frames").await;
+                        return send_close(&mut socket, CLOSE_POLICY, "too many frames").await;
                     }
                     match incoming {
                         None | Some(Ok(Message::Close(_))) => return,
@@ -251,7 +251,7 @@ impl Session {
                         Some(Ok(_)) => Vec::new(),
                         Some(Err(error)) => {
                             if let Some((code, reason)) = read_error(error) {
-                                send_close(&mut sink, code, reason).await;
+                                send_close(&mut socket, code, reason).await;
                             }
                             return;
                         }
@@ -266,7 +266,7 @@ impl Session {
                 }
             };
             if !outgoing.is_empty()
-                && !send_all(&mut sink, outgoing.into_iter(), write_timeout).await
+                && !send_all(&mut socket, outgoing.into_iter(), write_timeout).await
             {
                 return;
             }

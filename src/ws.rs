@@ -22,7 +22,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -56,7 +56,7 @@ pub const CLOSE_TOO_SLOW: u16 = 4000;
 /// Read buffer per connection. The protocol library's default (128 KiB,
 /// zero-filled on first read) would cost every idle connection 128 KiB of
 /// memory; read-only endpoints read nothing but small control frames.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 256;
 /// Bytes collected before a write reaches the socket; writes are flushed
 /// per batch anyway, so a small target only saves memory.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
@@ -179,10 +179,7 @@ fn accept(
     let (upgrade, ticket) = admit(&state, client, upgrade, max)?;
     Ok(upgrade.on_upgrade(move |socket| {
         let tasks = state.tasks.clone();
-        tasks.track_future(async move {
-            serve(socket, room, after, state).await;
-            drop(ticket);
-        })
+        tasks.track_future(serve(socket, room, after, state).map(move |()| drop(ticket)))
     }))
 }
 
@@ -193,63 +190,43 @@ enum Ending {
 }
 
 /// One connection, from join to close.
-async fn serve(socket: WebSocket, room: Room, after: Option<Cursor>, state: AppState) {
+///
+/// Built from combinators rather than nested `async` blocks: each such
+/// layer that takes the socket by value keeps its own copy of it (about
+/// 400 bytes) for the connection's whole life, and an idle connection is
+/// mostly this future.
+fn serve(
+    socket: WebSocket,
+    room: Room,
+    after: Option<Cursor>,
+    state: AppState,
+) -> impl Future<Output = ()> + Send {
     let span = tracing::info_span!("ws", %room);
-    let ending = run(socket, &room, after, &state)
+    run(socket, room, after, state)
         .instrument(span.clone())
-        .await;
-    let _entered = span.enter();
-    match ending {
-        Ending::ClientLeft => tracing::debug!("client left"),
-        Ending::Close(code, reason) => tracing::debug!(code, reason, "closed connection"),
-        Ending::Drop(reason) => tracing::debug!(reason, "dropped connection"),
-    }
+        .map(move |ending| {
+            let _entered = span.enter();
+            match ending {
+                Ending::ClientLeft => tracing::debug!("client left"),
+                Ending::Close(code, reason) => tracing::debug!(code, reason, "closed connection"),
+                Ending::Drop(reason) => tracing::debug!(reason, "dropped connection"),
+            }
+        })
 }
 
-async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppState) -> Ending {
+async fn run(mut socket: WebSocket, room: Room, after: Option<Cursor>, state: AppState) -> Ending {
+    let (room, state) = (&room, &state);
     let config = &state.config;
     let write_timeout = config.ws_write_timeout();
-    let (mut sink, mut stream) = socket.split();
     // Join before reading from the database: a payment committed after that
     // read is then certain to be queued here, and one the read already
     // covered is recognised by its transaction (`seen`) and sent once.
     let mut subscription = state.hub.subscribe(room.clone());
-    let backlog = match after {
-        Some(cursor) => event::backlog(&state.pool, room, &cursor, config.resume_max_events).await,
-        None => Ok(Backlog::TooFarBehind),
-    };
-    let seen = match backlog {
-        Ok(Backlog::Missed(events, seen)) => {
-            let frames = events
-                .iter()
-                .map(|event| Message::Text(event.frame().clone()));
-            if !send_all(&mut sink, frames, write_timeout).await {
-                return Ending::Drop("backlog write failed or timed out");
-            }
-            seen
-        }
-        Ok(Backlog::TooFarBehind) => {
-            match snapshot::load(&state.pool, room, config.address_snapshot_limit).await {
-                Ok(Some(snapshot)) => {
-                    let frame = std::iter::once(Message::Text(snapshot.frame));
-                    if !send_all(&mut sink, frame, write_timeout).await {
-                        return Ending::Drop("snapshot write failed or timed out");
-                    }
-                    snapshot.seen
-                }
-                Ok(None) => {
-                    return close(&mut sink, CLOSE_INTERNAL, "invoice no longer exists").await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, %room, "snapshot query failed");
-                    return close(&mut sink, CLOSE_INTERNAL, "snapshot failed").await;
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(%error, %room, "backlog query failed");
-            return close(&mut sink, CLOSE_INTERNAL, "backlog failed").await;
-        }
+    // The opening's query futures are large; boxed, their memory is freed
+    // once it is sent instead of staying in every idle connection's task.
+    let seen = match Box::pin(open(&mut socket, room, after, state)).await {
+        Ok(seen) => seen,
+        Err(ending) => return ending,
     };
 
     let mut rate = FrameRate::new(config.ws_max_frames_per_s);
@@ -259,21 +236,21 @@ async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppS
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
-                return close(&mut sink, CLOSE_GOING_AWAY, "server shutting down").await;
+                return close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
             }
             queued = subscription.events.recv() => {
                 let Some(event) = queued else {
-                    return close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
+                    return close(&mut socket, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
                 };
-                let forwarded = forward(&mut sink, event, &mut subscription.events, &seen);
+                let forwarded = forward(&mut socket, event, &mut subscription.events, &seen);
                 if !matches!(tokio::time::timeout(write_timeout, forwarded).await, Ok(Ok(()))) {
                     return Ending::Drop("write failed or timed out");
                 }
             }
-            incoming = stream.next() => {
+            incoming = socket.recv() => {
                 heard_since_ping = true;
                 if !rate.allow() {
-                    return close(&mut sink, CLOSE_POLICY, "too many frames").await;
+                    return close(&mut socket, CLOSE_POLICY, "too many frames").await;
                 }
                 match incoming {
                     None | Some(Ok(Message::Close(_))) => return Ending::ClientLeft,
@@ -282,7 +259,7 @@ async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppS
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
                         return match read_error(error) {
-                            Some((code, reason)) => close(&mut sink, code, reason).await,
+                            Some((code, reason)) => close(&mut socket, code, reason).await,
                             None => Ending::Drop("read error"),
                         };
                     }
@@ -293,10 +270,58 @@ async fn run(socket: WebSocket, room: &Room, after: Option<Cursor>, state: &AppS
                     return Ending::Drop("no pong within a ping interval");
                 }
                 heard_since_ping = false;
-                if !send(&mut sink, Message::Ping(Default::default()), write_timeout).await {
+                if !send(&mut socket, Message::Ping(Default::default()), write_timeout).await {
                     return Ending::Drop("ping write failed or timed out");
                 }
             }
+        }
+    }
+}
+
+/// Sends the opening: the backlog after the client's cursor, or else the
+/// room's snapshot. Returns the snapshot whose transactions it covered, or
+/// how the connection ended.
+async fn open(
+    socket: &mut WebSocket,
+    room: &Room,
+    after: Option<Cursor>,
+    state: &AppState,
+) -> Result<PgSnapshot, Ending> {
+    let config = &state.config;
+    let write_timeout = config.ws_write_timeout();
+    let backlog = match after {
+        Some(cursor) => event::backlog(&state.pool, room, &cursor, config.resume_max_events).await,
+        None => Ok(Backlog::TooFarBehind),
+    };
+    match backlog {
+        Ok(Backlog::Missed(events, seen)) => {
+            let frames = events
+                .iter()
+                .map(|event| Message::Text(event.frame().clone()));
+            if !send_all(socket, frames, write_timeout).await {
+                return Err(Ending::Drop("backlog write failed or timed out"));
+            }
+            Ok(seen)
+        }
+        Ok(Backlog::TooFarBehind) => {
+            match snapshot::load(&state.pool, room, config.address_snapshot_limit).await {
+                Ok(Some(snapshot)) => {
+                    let frame = std::iter::once(Message::Text(snapshot.frame));
+                    if !send_all(socket, frame, write_timeout).await {
+                        return Err(Ending::Drop("snapshot write failed or timed out"));
+                    }
+                    Ok(snapshot.seen)
+                }
+                Ok(None) => Err(close(socket, CLOSE_INTERNAL, "invoice no longer exists").await),
+                Err(error) => {
+                    tracing::error!(%error, %room, "snapshot query failed");
+                    Err(close(socket, CLOSE_INTERNAL, "snapshot failed").await)
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, %room, "backlog query failed");
+            Err(close(socket, CLOSE_INTERNAL, "backlog failed").await)
         }
     }
 }
@@ -310,7 +335,7 @@ const WRITE_BATCH: usize = 64;
 /// Events whose transaction `seen` sees were covered by the snapshot or
 /// backlog and are skipped.
 async fn forward(
-    sink: &mut Sink,
+    socket: &mut WebSocket,
     first: Arc<TrustedEvent>,
     queue: &mut mpsc::Receiver<Arc<TrustedEvent>>,
     seen: &PgSnapshot,
@@ -319,14 +344,14 @@ async fn forward(
     let mut written = 0;
     while let Some(event) = next.take() {
         if !seen.sees(event.xid()) {
-            sink.feed(Message::Text(event.frame().clone())).await?;
+            socket.feed(Message::Text(event.frame().clone())).await?;
             written += 1;
         }
         if written < WRITE_BATCH {
             next = queue.try_recv().ok();
         }
     }
-    sink.flush().await
+    socket.flush().await
 }
 
 /// The close a read error deserves, if the peer can still be told.
@@ -368,43 +393,41 @@ impl FrameRate {
     }
 }
 
-pub(crate) type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-
 pub(crate) async fn send_all(
-    sink: &mut Sink,
+    socket: &mut WebSocket,
     messages: impl Iterator<Item = Message>,
     timeout: Duration,
 ) -> bool {
     let write = async {
         for message in messages {
-            sink.feed(message).await?;
+            socket.feed(message).await?;
         }
-        sink.flush().await
+        socket.flush().await
     };
     matches!(tokio::time::timeout(timeout, write).await, Ok(Ok(())))
 }
 
-async fn send(sink: &mut Sink, message: Message, timeout: Duration) -> bool {
+async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> bool {
     matches!(
-        tokio::time::timeout(timeout, sink.send(message)).await,
+        tokio::time::timeout(timeout, socket.send(message)).await,
         Ok(Ok(()))
     )
 }
 
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) -> Ending {
-    send_close(sink, code, reason).await;
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Ending {
+    send_close(socket, code, reason).await;
     Ending::Close(code, reason)
 }
 
 /// Sends a close frame; a peer that cannot take it is dropped all the same.
-pub(crate) async fn send_close(sink: &mut Sink, code: u16, reason: &'static str) {
+pub(crate) async fn send_close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        sink.send(Message::Close(Some(frame))),
+        socket.send(Message::Close(Some(frame))),
     )
     .await;
 }
