@@ -74,6 +74,9 @@ struct ReloadedRow {
     invoice_expires_at: Option<DateTime<Utc>>,
     invoice_memo: Option<String>,
     as_of: DateTime<Utc>,
+    /// The reading statement's own snapshot, on a step's first page only.
+    #[sqlx(default)]
+    step_snapshot: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -208,24 +211,28 @@ pub async fn starting_point(pool: &PgPool) -> Result<PgSnapshot, sqlx::Error> {
 /// whatever order transactions commit in and whether or not their
 /// notifications arrived. Invoice totals are those committed when a page is
 /// read, which may already include later payments.
+///
+/// The step's snapshot is that of the statement reading its first page
+/// (`pg_current_snapshot()` there is the statement's own), so a step whose
+/// payments fit in one page costs one query.
 #[derive(Debug)]
 pub struct Step {
     before: PgSnapshot,
-    step: PgSnapshot,
+    /// Known once the first page has been read (and found rows).
+    step: Option<PgSnapshot>,
     last: (u64, i64),
     done: bool,
 }
 
 impl Step {
-    /// Takes the step's snapshot.
-    pub async fn begin(pool: &PgPool, before: PgSnapshot) -> Result<Self, sqlx::Error> {
-        let step = PgSnapshot::current(pool).await?;
-        Ok(Step {
+    /// A step from `before`; nothing is read until [`Step::next_page`].
+    pub fn begin(before: PgSnapshot) -> Self {
+        Step {
             before,
-            step,
+            step: None,
             last: (0, 0),
             done: false,
-        })
+        }
     }
 
     /// The next page of at most `page` events; empty once the step is done.
@@ -237,9 +244,6 @@ impl Step {
         if self.done {
             return Ok(Vec::new());
         }
-        // Read in a later statement than the snapshot, the rows see at least
-        // everything the snapshot sees; the filter keeps exactly that.
-        //
         // Payments `before` does not see have `xid >= before.xmin`, and ids
         // are positive, so the page starts after the later of `(xmin, 0)`
         // and the last row delivered. That is one row comparison: given a
@@ -247,28 +251,64 @@ impl Step {
         // the row comparison and checks the other key on every entry, so
         // each step read the whole (xid, id) index.
         let start = self.last.max((self.before.xmin(), 0));
-        let rows: Vec<ReloadedRow> = sqlx::query_as(&format!(
-            "select {PAYMENT_COLUMNS}, {ROW_SELECT} \
-             where (p.xid, p.id) > ($1::text::xid8, $2) \
-               and pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
-               and not pg_visible_in_snapshot(p.xid, $4::text::pg_snapshot) \
-             order by p.xid, p.id \
-             limit $5"
-        ))
-        .bind(start.0.to_string())
-        .bind(start.1)
-        .bind(self.step.to_string())
-        .bind(self.before.to_string())
-        .bind(page)
-        .fetch_all(pool)
-        .await?;
+        let rows: Vec<ReloadedRow> = match &self.step {
+            // The first page: the rows this statement sees are exactly those
+            // its snapshot sees, which becomes the step's.
+            None => {
+                sqlx::query_as(&format!(
+                    "select {PAYMENT_COLUMNS}, pg_current_snapshot()::text as step_snapshot, \
+                     {ROW_SELECT} \
+                     where (p.xid, p.id) > ($1::text::xid8, $2) \
+                       and not pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
+                     order by p.xid, p.id \
+                     limit $4"
+                ))
+                .bind(start.0.to_string())
+                .bind(start.1)
+                .bind(self.before.to_string())
+                .bind(page)
+                .fetch_all(pool)
+                .await?
+            }
+            // Later pages: a later statement sees at least everything the
+            // step's snapshot sees; the filter keeps exactly that.
+            Some(step) => {
+                sqlx::query_as(&format!(
+                    "select {PAYMENT_COLUMNS}, {ROW_SELECT} \
+                     where (p.xid, p.id) > ($1::text::xid8, $2) \
+                       and pg_visible_in_snapshot(p.xid, $3::text::pg_snapshot) \
+                       and not pg_visible_in_snapshot(p.xid, $4::text::pg_snapshot) \
+                     order by p.xid, p.id \
+                     limit $5"
+                ))
+                .bind(start.0.to_string())
+                .bind(start.1)
+                .bind(step.to_string())
+                .bind(self.before.to_string())
+                .bind(page)
+                .fetch_all(pool)
+                .await?
+            }
+        };
         self.done = (rows.len() as i64) < page;
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        if self.step.is_none() {
+            let text = first
+                .step_snapshot
+                .as_deref()
+                .ok_or_else(|| sqlx::Error::ColumnNotFound("step_snapshot".into()))?;
+            self.step =
+                Some(PgSnapshot::parse(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+        }
+        let step = self.step.clone().unwrap_or_else(|| self.before.clone());
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             self.last = (row.xid as u64, row.id);
             let cursor = Cursor {
                 before: self.before.clone(),
-                step: self.step.clone(),
+                step: step.clone(),
                 last: self.last,
             };
             events.push(row.into_event(&cursor).map_err(encode_error)?);
@@ -276,9 +316,11 @@ impl Step {
         Ok(events)
     }
 
-    /// The step's snapshot: the next step's `before`.
+    /// The snapshot every payment of this step is visible in: the next
+    /// step's `before`. A step that found nothing leaves `before` as it was
+    /// (still correct, since visibility only grows).
     pub fn into_snapshot(self) -> PgSnapshot {
-        self.step
+        self.step.unwrap_or(self.before)
     }
 }
 

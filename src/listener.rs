@@ -499,7 +499,7 @@ impl Delivery {
         // it already published are not published again.
         let mut step = match self.unfinished.take() {
             Some(step) => step,
-            None => event::Step::begin(&self.pool, self.before.clone()).await?,
+            None => event::Step::begin(self.before.clone()),
         };
         let hinted: HashSet<PaymentId> = hinted.iter().copied().collect();
         let mut recovered = 0;
