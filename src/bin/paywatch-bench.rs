@@ -398,11 +398,13 @@ fn payment_event_id(text: &str) -> anyhow::Result<Option<i64>> {
 
 /// One writer: inserts at `rate` per second (0: as fast as it can) until
 /// `until`; one payment in fifty is committed late, after a pause, so commits
-/// leave id order.
+/// leave id order. `phase` (0 to 1) offsets its schedule by that fraction
+/// of its interval, so paced writers take turns instead of committing
+/// together.
 async fn writer(
     pool: PgPool,
     rooms: Arc<Vec<Room>>,
-    rate: f64,
+    (rate, phase): (f64, f64),
     until: Instant,
     ledger: Ledger,
     seed: u64,
@@ -411,7 +413,7 @@ async fn writer(
     let started = Instant::now();
     while Instant::now() < until {
         if rate > 0.0 {
-            let due = started + Duration::from_secs_f64(n as f64 / rate);
+            let due = started + Duration::from_secs_f64((n as f64 + phase) / rate);
             tokio::time::sleep_until(due.into()).await;
         }
         let index = ((seed.wrapping_mul(6364136223846793005).wrapping_add(n)) % rooms.len() as u64)
@@ -554,7 +556,10 @@ async fn main() -> anyhow::Result<()> {
             writers.push(tokio::spawn(writer(
                 pool.clone(),
                 rooms.clone(),
-                plan.rate / args.writers as f64,
+                (
+                    plan.rate / args.writers as f64,
+                    w as f64 / args.writers as f64,
+                ),
                 until,
                 ledger.clone(),
                 w as u64 + 1,
