@@ -506,6 +506,89 @@ async fn ceilings(pool: &PgPool, writers: usize, seconds: f64) -> anyhow::Result
     Ok((with, without))
 }
 
+/// Bytes per frame in the socket floor, about a fan-out payment frame.
+const FLOOR_FRAME_BYTES: usize = 600;
+
+/// The socket floor: what the kernel and this load generator allow for a
+/// fan-out, with no WebSocket, JSON or database. One plain thread writes a
+/// frame to each of `clients` loopback TCP sockets in turn, `rate` times a
+/// second for `seconds`; this tool's runtime reads them exactly as its
+/// WebSocket clients do. Returns every (client, frame) delay in µs.
+async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result<Vec<u64>> {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let frames = ((rate * seconds).ceil() as u64).max(1);
+    let writer = std::thread::spawn(move || -> std::io::Result<Vec<Instant>> {
+        let mut sockets = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            let (socket, _) = listener.accept()?;
+            socket.set_nodelay(true)?;
+            sockets.push(socket);
+        }
+        let mut frame = vec![b' '; FLOOR_FRAME_BYTES];
+        let mut sent = Vec::new();
+        let started = Instant::now();
+        for k in 0..frames {
+            let due = started + Duration::from_secs_f64((k + 1) as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            frame[..8].copy_from_slice(&k.to_le_bytes());
+            sent.push(Instant::now());
+            for socket in &mut sockets {
+                socket.write_all(&frame)?;
+            }
+        }
+        Ok(sent)
+    });
+    let mut readers = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let stream = tokio::net::TcpStream::connect(address).await?;
+        readers.push(tokio::spawn(floor_reader(stream, frames)));
+    }
+    let mut received = Vec::new();
+    for reader in readers {
+        received.extend(reader.await??);
+    }
+    let sent = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("socket floor writer panicked"))??;
+    let mut delays: Vec<u64> = received
+        .into_iter()
+        .map(|(k, at)| at.saturating_duration_since(sent[k as usize]).as_micros() as u64)
+        .collect();
+    delays.sort_unstable();
+    Ok(delays)
+}
+
+/// Reads `frames` frames of [`FLOOR_FRAME_BYTES`]; each frame's first eight
+/// bytes are its number.
+async fn floor_reader(
+    stream: tokio::net::TcpStream,
+    frames: u64,
+) -> std::io::Result<Vec<(u64, Instant)>> {
+    let mut frame = [0u8; FLOOR_FRAME_BYTES];
+    let mut filled = 0;
+    let mut got = Vec::with_capacity(frames as usize);
+    while (got.len() as u64) < frames {
+        stream.readable().await?;
+        match stream.try_read(&mut frame[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == FLOOR_FRAME_BYTES {
+                    let mut number = [0u8; 8];
+                    number.copy_from_slice(&frame[..8]);
+                    got.push((u64::from_le_bytes(number), Instant::now()));
+                    filled = 0;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(got)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -526,6 +609,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let (with, without) = ceilings(&pool, args.writers, args.ceiling_seconds).await?;
         (Some(with), Some(without))
+    };
+
+    // The fan-out's counterpart of the ceiling: the same clients and rate
+    // over plain sockets, at most 10 s of it.
+    let floor = if args.scenario == Scenario::FanOut && !args.no_ceiling {
+        Some(socket_floor(clients, plan.rate, plan.seconds.min(10.0)).await?)
+    } else {
+        None
     };
 
     let rooms = Arc::new(create_rooms(&pool, &plan).await?);
@@ -684,6 +775,14 @@ async fn main() -> anyhow::Result<()> {
             "inserts_per_s_without_trigger": ceiling_plain,
             "insert_rate_ratio_to_notify_ceiling": ceiling_notify.map(|c| insert_rate / c),
         },
+        "socket_floor_latency_ms": floor.as_ref().map(|delays| json!({
+            "frame_bytes": FLOOR_FRAME_BYTES,
+            "p50": percentile(delays, 50.0),
+            "p90": percentile(delays, 90.0),
+            "p99": percentile(delays, 99.0),
+            "p99_9": percentile(delays, 99.9),
+            "max": delays.last().map_or(0.0, |v| *v as f64 / 1000.0),
+        })),
     });
     println!("{}", summary(&result));
     if let Some(path) = &args.json {
@@ -737,6 +836,8 @@ fn summary(result: &serde_json::Value) -> String {
             "insert rate / NOTIFY ceiling",
             "/ceiling/insert_rate_ratio_to_notify_ceiling",
         ),
+        ("socket floor p50 ms", "/socket_floor_latency_ms/p50"),
+        ("socket floor p99 ms", "/socket_floor_latency_ms/p99"),
     ] {
         let value = if name.starts_with("missing") {
             json!(format!(
