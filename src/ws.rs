@@ -53,9 +53,12 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 /// Close code: the client did not read fast enough and its queue filled up.
 pub const CLOSE_TOO_SLOW: u16 = 4000;
 
-/// Read buffer per connection. The protocol library's default (128 KiB,
-/// zero-filled on first read) would cost every idle connection 128 KiB of
-/// memory; read-only endpoints read nothing but small control frames.
+/// Read buffer per connection. The protocol library's default (128 KiB) is
+/// zero-filled up to its capacity on the first read, so it would cost every
+/// idle connection 128 KiB of memory (4 KiB still cost 3.8 KB each in
+/// docs/BENCHMARKS.md). Read-only endpoints read nothing but control
+/// frames, at most 131 bytes each; a larger client message is still read
+/// whole (up to the message limit), just in more reads.
 const READ_BUFFER_BYTES: usize = 256;
 /// Bytes collected before a write reaches the socket; writes are flushed
 /// per batch anyway, so a small target only saves memory.

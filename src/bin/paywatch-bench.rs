@@ -86,6 +86,11 @@ struct Args {
     /// Writer connections.
     #[arg(long, default_value_t = 4)]
     writers: usize,
+    /// Seconds to wait once every client is connected before sampling the
+    /// server's memory again (default: 15 for idle-conns, else 0), so that
+    /// what the connecting burst freed can be returned by the allocator.
+    #[arg(long)]
+    settle: Option<f64>,
     /// Skip the PostgreSQL ceiling measurement.
     #[arg(long)]
     no_ceiling: bool,
@@ -423,19 +428,23 @@ async fn writer(
             Room::Address(address) => (None, Some(address.clone())),
         };
         let txid = Uuid::new_v4().simple().to_string().repeat(2);
-        let mut tx = pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
+        let insert = sqlx::query_scalar(
             "insert into payments (invoice_id, address, txid, amount_sats) values ($1, $2, $3, 1) returning id",
         )
         .bind(invoice)
         .bind(address)
-        .bind(&txid)
-        .fetch_one(&mut *tx)
-        .await?;
-        if n % 50 == 49 {
+        .bind(&txid);
+        // Single-statement commits, like the ceiling's writers, except the
+        // late ones, which need a transaction to hold open.
+        let id: i64 = if n % 50 == 49 {
+            let mut tx = pool.begin().await?;
+            let id = insert.fetch_one(&mut *tx).await?;
             tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        tx.commit().await?;
+            tx.commit().await?;
+            id
+        } else {
+            insert.fetch_one(&pool).await?
+        };
         ledger.lock().await.insert(id, (index, Instant::now()));
         n += 1;
     }
@@ -513,13 +522,13 @@ const FLOOR_FRAME_BYTES: usize = 600;
 /// fan-out, with no WebSocket, JSON or database. One plain thread writes a
 /// frame to each of `clients` loopback TCP sockets in turn, `rate` times a
 /// second for `seconds`; this tool's runtime reads them exactly as its
-/// WebSocket clients do. Returns every (client, frame) delay in µs.
-async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result<Vec<u64>> {
+/// WebSocket clients do.
+async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result<Floor> {
     use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
     let frames = ((rate * seconds).ceil() as u64).max(1);
-    let writer = std::thread::spawn(move || -> std::io::Result<Vec<Instant>> {
+    let writer = std::thread::spawn(move || -> std::io::Result<(Vec<Instant>, u64)> {
         let mut sockets = Vec::with_capacity(clients);
         for _ in 0..clients {
             let (socket, _) = listener.accept()?;
@@ -528,6 +537,7 @@ async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result
         }
         let mut frame = vec![b' '; FLOOR_FRAME_BYTES];
         let mut sent = Vec::new();
+        let cpu_before = thread_cpu_ticks();
         let started = Instant::now();
         for k in 0..frames {
             let due = started + Duration::from_secs_f64((k + 1) as f64 / rate);
@@ -538,7 +548,7 @@ async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result
                 socket.write_all(&frame)?;
             }
         }
-        Ok(sent)
+        Ok((sent, thread_cpu_ticks().saturating_sub(cpu_before)))
     });
     let mut readers = Vec::with_capacity(clients);
     for _ in 0..clients {
@@ -549,7 +559,7 @@ async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result
     for reader in readers {
         received.extend(reader.await??);
     }
-    let sent = writer
+    let (sent, cpu_ticks) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("socket floor writer panicked"))??;
     let mut delays: Vec<u64> = received
@@ -557,7 +567,34 @@ async fn socket_floor(clients: usize, rate: f64, seconds: f64) -> anyhow::Result
         .map(|(k, at)| at.saturating_duration_since(sent[k as usize]).as_micros() as u64)
         .collect();
     delays.sort_unstable();
-    Ok(delays)
+    let cpu_us_per_frame = cpu_ticks as f64 / TICKS_PER_S * 1e6 / delays.len().max(1) as f64;
+    Ok(Floor {
+        delays,
+        cpu_us_per_frame,
+    })
+}
+
+/// What the socket floor measured.
+struct Floor {
+    /// Every (client, frame) delay in µs, sorted.
+    delays: Vec<u64>,
+    /// The writing thread's CPU time per frame sent.
+    cpu_us_per_frame: f64,
+}
+
+/// This thread's CPU time (utime + stime) in ticks.
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
 
 /// Reads `frames` frames of [`FLOOR_FRAME_BYTES`]; each frame's first eight
@@ -612,9 +649,22 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // The fan-out's counterpart of the ceiling: the same clients and rate
-    // over plain sockets, at most 10 s of it.
-    let floor = if args.scenario == Scenario::FanOut && !args.no_ceiling {
-        Some(socket_floor(clients, plan.rate, plan.seconds.min(10.0)).await?)
+    // over plain sockets, at most 10 s of it (for one room: every frame of
+    // the floor goes to every client).
+    // It holds both ends of every socket, so it needs twice the clients'
+    // file descriptors; it is skipped (and says so) where the limit is lower.
+    let floor_fits = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .is_ok_and(|(soft, _)| soft >= clients as u64 * 2 + 256);
+    let floor = if args.scenario == Scenario::FanOut && plan.room_count() == 1 && !args.no_ceiling {
+        if floor_fits {
+            Some(socket_floor(clients, plan.rate, plan.seconds.min(10.0)).await?)
+        } else {
+            eprintln!(
+                "socket floor skipped: it needs {} open files",
+                clients * 2 + 256
+            );
+            None
+        }
     } else {
         None
     };
@@ -632,6 +682,16 @@ async fn main() -> anyhow::Result<()> {
     let (handles, connect_time) =
         connect_all(&args.url, &rooms, plan.clients_per_room, &stop, parallel).await?;
     let connected = sample(pid);
+    let settle = args.settle.unwrap_or(match args.scenario {
+        Scenario::IdleConns => 15.0,
+        _ => 0.0,
+    });
+    let settled = if settle > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(settle)).await;
+        sample(pid)
+    } else {
+        None
+    };
 
     let ledger: Ledger = Arc::new(Mutex::new(HashMap::new()));
     let write_started = Instant::now();
@@ -767,6 +827,12 @@ async fn main() -> anyhow::Result<()> {
             "rss_connected_kb": connected.map(|s| s.rss_kb),
             "rss_loaded_kb": loaded.map(|s| s.rss_kb),
             "rss_per_connection_kb": rss_per_conn_kb,
+            "settle_s": settle,
+            "rss_settled_kb": settled.map(|s| s.rss_kb),
+            "rss_per_connection_settled_kb": match (idle, settled) {
+                (Some(a), Some(b)) if clients > 0 => Some((b.rss_kb as f64 - a.rss_kb as f64) / clients as f64),
+                _ => None,
+            },
             "cpu_s_under_load": cpu_s,
             "cpu_us_per_frame": cpu_s.filter(|_| measured_frames > 0).map(|s| s * 1e6 / measured_frames as f64),
         },
@@ -775,13 +841,14 @@ async fn main() -> anyhow::Result<()> {
             "inserts_per_s_without_trigger": ceiling_plain,
             "insert_rate_ratio_to_notify_ceiling": ceiling_notify.map(|c| insert_rate / c),
         },
-        "socket_floor_latency_ms": floor.as_ref().map(|delays| json!({
+        "socket_floor_latency_ms": floor.as_ref().map(|floor| json!({
             "frame_bytes": FLOOR_FRAME_BYTES,
-            "p50": percentile(delays, 50.0),
-            "p90": percentile(delays, 90.0),
-            "p99": percentile(delays, 99.0),
-            "p99_9": percentile(delays, 99.9),
-            "max": delays.last().map_or(0.0, |v| *v as f64 / 1000.0),
+            "p50": percentile(&floor.delays, 50.0),
+            "p90": percentile(&floor.delays, 90.0),
+            "p99": percentile(&floor.delays, 99.0),
+            "p99_9": percentile(&floor.delays, 99.9),
+            "max": floor.delays.last().map_or(0.0, |v| *v as f64 / 1000.0),
+            "writer_cpu_us_per_frame": floor.cpu_us_per_frame,
         })),
     });
     println!("{}", summary(&result));
@@ -823,6 +890,10 @@ fn summary(result: &serde_json::Value) -> String {
             "server RSS per connection KB",
             "/server/rss_per_connection_kb",
         ),
+        (
+            "server RSS per connection, settled KB",
+            "/server/rss_per_connection_settled_kb",
+        ),
         ("server CPU µs per frame", "/server/cpu_us_per_frame"),
         (
             "ceiling with NOTIFY trigger /s",
@@ -838,6 +909,10 @@ fn summary(result: &serde_json::Value) -> String {
         ),
         ("socket floor p50 ms", "/socket_floor_latency_ms/p50"),
         ("socket floor p99 ms", "/socket_floor_latency_ms/p99"),
+        (
+            "socket floor writer CPU µs per frame",
+            "/socket_floor_latency_ms/writer_cpu_us_per_frame",
+        ),
     ] {
         let value = if name.starts_with("missing") {
             json!(format!(
