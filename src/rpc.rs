@@ -207,8 +207,7 @@ impl Session {
         }
     }
 
-    async fn run(mut self, socket: WebSocket) {
-        let mut socket = socket;
+    async fn run(mut self, mut socket: WebSocket) {
         let write_timeout = self.state.config.ws_write_timeout();
         let mut ping = tokio::time::interval(self.state.config.ws_ping_interval());
         ping.reset();
