@@ -6,7 +6,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestApp, WAIT, address};
+use common::{TestApp, TestDatabase, WAIT, address};
+use paywatch::cursor::PgSnapshot;
+use paywatch::event::Step;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_live_has_no_gap_and_no_duplicate_under_concurrent_inserts() {
@@ -342,4 +346,80 @@ async fn a_half_open_listener_connection_is_replaced_and_nothing_is_lost() {
     assert!(app.stats.counts().reconnects >= 1);
     let after = app.pay_address(&shop, 3).await;
     assert_eq!(client.next_event().await["event_id"], after);
+}
+
+/// A delivery step reads the payments index from the oldest transaction the
+/// previous step's snapshot may have missed, not from the start: its cost
+/// stays the same however many payments the table holds. (A step once read
+/// the whole index: PostgreSQL started the scan at the `(xid, id)` row
+/// comparison and checked the separate `xid >= xmin` bound on every entry.)
+#[tokio::test]
+async fn a_delivery_step_reads_only_the_index_pages_of_new_payments() {
+    const OLD_PAYMENTS: i64 = 20_000;
+    let database = TestDatabase::create().await;
+    // One connection: the step's block counts are pending in that backend
+    // until it flushes them, which `xid_index_blocks_read` makes it do.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(database.options.clone())
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into payments (address, txid, amount_sats) \
+         select $1, md5(n::text) || md5(n::text), 1 from generate_series(1, $2) n",
+    )
+    .bind(address(1))
+    .bind(OLD_PAYMENTS)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let before = PgSnapshot::current(&pool).await.unwrap();
+    for n in 0..3 {
+        sqlx::query("insert into payments (address, txid, amount_sats) values ($1, $2, $3)")
+            .bind(address(1))
+            .bind(common::txid())
+            .bind(n + 1)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let index_pages: i64 = sqlx::query_scalar(
+        "select pg_relation_size('payments_xid_idx') / current_setting('block_size')::bigint",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    let blocks_before = xid_index_blocks_read(&pool).await;
+    let mut step = Step::begin(before);
+    let events = step.next_page(&pool, 512).await.unwrap();
+    let blocks = xid_index_blocks_read(&pool).await - blocks_before;
+
+    assert_eq!(
+        events.len(),
+        3,
+        "the step delivers exactly the new payments"
+    );
+    assert!(
+        blocks <= 10,
+        "one step read {blocks} blocks of payments_xid_idx ({index_pages} pages) for 3 new payments among {OLD_PAYMENTS}"
+    );
+}
+
+/// Blocks of `payments_xid_idx` read so far, including this connection's
+/// own reads (flushed to the shared statistics first).
+async fn xid_index_blocks_read(pool: &PgPool) -> i64 {
+    // The flush happens once the backend is idle again, before it reads
+    // the next statement.
+    sqlx::query("select pg_stat_force_next_flush()")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar(
+        "select (idx_blks_hit + idx_blks_read)::bigint from pg_statio_user_indexes \
+         where indexrelname = 'payments_xid_idx'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
