@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
-
 use crate::event::TrustedEvent;
 use crate::rooms::Room;
 
@@ -28,7 +26,7 @@ pub struct Hub {
 #[derive(Debug)]
 struct Member {
     id: u64,
-    queue: mpsc::Sender<Arc<TrustedEvent>>,
+    queue: flume::Sender<Arc<TrustedEvent>>,
 }
 
 /// A connection's membership of one room. Dropping it leaves the room.
@@ -37,9 +35,7 @@ pub struct Subscription {
     hub: Arc<Hub>,
     room: Room,
     id: u64,
-    /// Events for this subscriber, in publish order. `None` from `recv` means
-    /// the hub dropped the subscriber because its queue was full.
-    pub events: mpsc::Receiver<Arc<TrustedEvent>>,
+    events: flume::Receiver<Arc<TrustedEvent>>,
 }
 
 /// What one publish did.
@@ -75,7 +71,10 @@ impl Hub {
     /// subscription; anything earlier must come from a snapshot.
     pub fn subscribe(self: &Arc<Self>, room: Room) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue, events) = mpsc::channel(self.queue_capacity);
+        // flume rather than tokio's mpsc: its bounded channel allocates its
+        // queue on first use, and an idle connection's queue costs about
+        // 150 bytes instead of 800 (docs/BENCHMARKS.md).
+        let (queue, events) = flume::bounded(self.queue_capacity);
         self.rooms()
             .entry(room.clone())
             .or_default()
@@ -102,13 +101,13 @@ impl Hub {
                     delivery.queued += 1;
                     true
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(flume::TrySendError::Full(_)) => {
                     delivery.evicted += 1;
                     false
                 }
                 // The connection has gone and its Subscription drop is about
                 // to remove it; nothing to count.
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+                Err(flume::TrySendError::Disconnected(_)) => false,
             });
             if members.is_empty() {
                 rooms.remove(room);
@@ -137,6 +136,20 @@ impl Hub {
     /// Number of subscribers of `room`.
     pub fn subscriber_count(&self, room: &Room) -> usize {
         self.rooms().get(room).map_or(0, Vec::len)
+    }
+}
+
+impl Subscription {
+    /// The next event for this subscriber, in publish order; `None` once the
+    /// hub has dropped the subscriber because its queue was full (after the
+    /// events queued before that).
+    pub async fn recv(&self) -> Option<Arc<TrustedEvent>> {
+        self.events.recv_async().await.ok()
+    }
+
+    /// The next event if one is already queued.
+    pub fn try_recv(&self) -> Option<Arc<TrustedEvent>> {
+        self.events.try_recv().ok()
     }
 }
 

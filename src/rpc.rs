@@ -480,8 +480,8 @@ impl Session {
         self.next_subscription += 1;
         self.after_response.push(wrap(&id, snapshot.frame.as_str()));
         let feed = futures_util::stream::unfold(Some(subscription), |state| async move {
-            let mut subscription = state?;
-            match subscription.events.recv().await {
+            let subscription = state?;
+            match subscription.recv().await {
                 Some(event) => Some((Some(event), Some(subscription))),
                 None => Some((None, None)),
             }

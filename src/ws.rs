@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use futures_util::{FutureExt, SinkExt};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::address::CashAddr;
@@ -33,6 +32,7 @@ use crate::api::{ApiError, parse_invoice_id};
 use crate::app::AppState;
 use crate::cursor::{Cursor, PgSnapshot};
 use crate::event::{self, Backlog, TrustedEvent};
+use crate::hub::Subscription;
 use crate::ids::TokenId;
 use crate::invoice;
 use crate::rooms::Room;
@@ -224,7 +224,7 @@ async fn run(mut socket: WebSocket, room: Room, after: Option<Cursor>, state: Ap
     // Join before reading from the database: a payment committed after that
     // read is then certain to be queued here, and one the read already
     // covered is recognised by its transaction (`seen`) and sent once.
-    let mut subscription = state.hub.subscribe(room.clone());
+    let subscription = state.hub.subscribe(room.clone());
     // The opening's query futures are large; boxed, their memory is freed
     // once it is sent instead of staying in every idle connection's task.
     let seen = match Box::pin(open(&mut socket, room, after, state)).await {
@@ -241,11 +241,11 @@ async fn run(mut socket: WebSocket, room: Room, after: Option<Cursor>, state: Ap
             _ = state.shutdown.cancelled() => {
                 return close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
             }
-            queued = subscription.events.recv() => {
+            queued = subscription.recv() => {
                 let Some(event) = queued else {
                     return close(&mut socket, CLOSE_TOO_SLOW, "too slow: reconnect to resync").await;
                 };
-                let forwarded = forward(&mut socket, event, &mut subscription.events, &seen);
+                let forwarded = forward(&mut socket, event, &subscription, &seen);
                 if !matches!(tokio::time::timeout(write_timeout, forwarded).await, Ok(Ok(()))) {
                     return Ending::Drop("write failed or timed out");
                 }
@@ -340,7 +340,7 @@ const WRITE_BATCH: usize = 64;
 async fn forward(
     socket: &mut WebSocket,
     first: Arc<TrustedEvent>,
-    queue: &mut mpsc::Receiver<Arc<TrustedEvent>>,
+    queue: &Subscription,
     seen: &PgSnapshot,
 ) -> Result<(), axum::Error> {
     let mut next = Some(first);
@@ -351,7 +351,7 @@ async fn forward(
             written += 1;
         }
         if written < WRITE_BATCH {
-            next = queue.try_recv().ok();
+            next = queue.try_recv();
         }
     }
     socket.flush().await
