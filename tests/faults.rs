@@ -19,8 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Client, TestApp, WAIT, address};
+use paywatch::address::CashAddr;
+use paywatch::cli::room_path;
 use paywatch::database::cluster::PrivateCluster;
 use paywatch::database::{self, quote_identifier};
+use paywatch::ids::InvoiceId;
 use paywatch::listener::ListenerStats;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -46,10 +49,13 @@ enum Room {
 
 impl Room {
     fn path(&self) -> String {
-        match self {
-            Room::Invoice(id) => format!("/ws/jpp/invoice/{}/", id.simple()),
-            Room::Address(address) => format!("/ws/watch/address/{address}/"),
-        }
+        let path = match self {
+            Room::Invoice(id) => room_path(Some(InvoiceId::from(*id)), None, None),
+            Room::Address(address) => {
+                room_path(None, Some(&CashAddr::parse(address).unwrap()), None)
+            }
+        };
+        path.unwrap()
     }
 
     /// Inserts one payment of this room, the way a merchant's backend would.

@@ -22,6 +22,9 @@ use anyhow::Context;
 use cashaddr::CashEnc;
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
+use paywatch::address::CashAddr;
+use paywatch::cli::room_path;
+use paywatch::ids::InvoiceId;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -138,15 +141,8 @@ impl Plan {
                 seconds: 20.0,
                 warmup: 2.0,
             },
-            Scenario::IdleConns => Plan {
-                invoice_rooms: 100,
-                address_rooms: 0,
-                clients_per_room: 100,
-                rate: 0.0,
-                seconds: 0.0,
-                warmup: 0.0,
-            },
-            Scenario::ReconnectStorm => Plan {
+            // The same clients; the storm connects them all at once.
+            Scenario::IdleConns | Scenario::ReconnectStorm => Plan {
                 invoice_rooms: 100,
                 address_rooms: 0,
                 clients_per_room: 100,
@@ -191,15 +187,16 @@ impl Plan {
 #[derive(Clone)]
 enum Room {
     Invoice(Uuid),
-    Address(String),
+    Address(CashAddr),
 }
 
 impl Room {
     fn path(&self) -> String {
-        match self {
-            Room::Invoice(id) => format!("/ws/jpp/invoice/{}/", id.simple()),
-            Room::Address(address) => format!("/ws/watch/address/{address}/"),
-        }
+        let path = match self {
+            Room::Invoice(id) => room_path(Some(InvoiceId::from(*id)), None, None),
+            Room::Address(address) => room_path(None, Some(address), None),
+        };
+        path.expect("one invoice, or one address without a token, names a room")
     }
 }
 
@@ -284,9 +281,8 @@ async fn create_rooms(pool: &PgPool, plan: &Plan) -> anyhow::Result<Vec<Room>> {
         let mut hash = [0u8; 20];
         hash[..8].copy_from_slice(&salt);
         hash[8..16].copy_from_slice(&(n as u64).to_be_bytes());
-        rooms.push(Room::Address(
-            hash.encode_p2pkh("bitcoincash").context("address")?,
-        ));
+        let address = hash.encode_p2pkh("bitcoincash").context("address")?;
+        rooms.push(Room::Address(CashAddr::parse(&address)?));
     }
     Ok(rooms)
 }
@@ -425,7 +421,7 @@ async fn writer(
             as usize;
         let (invoice, address) = match &rooms[index] {
             Room::Invoice(id) => (Some(*id), None),
-            Room::Address(address) => (None, Some(address.clone())),
+            Room::Address(address) => (None, Some(address.as_str().to_owned())),
         };
         let txid = Uuid::new_v4().simple().to_string().repeat(2);
         let insert = sqlx::query_scalar(
